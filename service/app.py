@@ -1,0 +1,77 @@
+"""The Starlette application: /graphql, /healthz and /readyz around one database engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from service.db import create_engine, create_session_maker
+from service.schema import create_schema
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+async def database_is_reachable(engine: AsyncEngine, *, within_seconds: float) -> bool:
+    """Run a trivial statement; False when the database does not answer in time."""
+    try:
+        async with asyncio.timeout(within_seconds), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (TimeoutError, OSError, SQLAlchemyError) as error:
+        logger.warning("database not reachable: %s", error)
+        return False
+    return True
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers."""
+    if await database_is_reachable(
+        request.app.state.engine, within_seconds=READINESS_TIMEOUT_SECONDS
+    ):
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready", "reason": "database unreachable"}, status_code=503)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the application; the lifespan owns the engine."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_maker = create_session_maker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    graphql: GraphQL[Any, None] = GraphQL(create_schema(), graphql_ide="graphiql")
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,32 @@
+"""The contact: a person a campaign calls, possibly excluded from further calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, UtcDateTime
+
+
+class Contact(Base):
+    """A contact, identified by POM's contact ID."""
+
+    __tablename__ = "contact"
+
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(128))
+    last_name: Mapped[str] = mapped_column(String(128))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    alternate_phone_number: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    # IANA name of the contact's own zone, e.g. America/Chicago.
+    time_zone: Mapped[str] = mapped_column(String(64))
+    # Set when the contact joined the exclusion list; the contact is excluded exactly when set.
+    excluded_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    @property
+    def is_excluded(self) -> bool:
+        """Whether the contact is on the exclusion list."""
+        return self.excluded_at is not None

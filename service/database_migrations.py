@@ -1,0 +1,49 @@
+"""Alembic, driven from the service: upgrade, downgrade and drift checks against one database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+# The migrations live beside the package at the repository root (installed editable).
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: URL) -> Config:
+    """Build an Alembic configuration aimed at one database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    config.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(slug)s_%%(rev)s")
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade_to_head(database_url: URL) -> None:
+    """Apply every migration the database has not seen yet."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def downgrade_to_base(database_url: URL) -> None:
+    """Undo every migration, leaving an empty database."""
+    command.downgrade(alembic_config(database_url), "base")
+
+
+def check_models_match_migrations(database_url: URL) -> None:
+    """Raise when the models differ from what the migrations build (autogenerate drift)."""
+    command.check(alembic_config(database_url))
+
+
+async def schema_is_current(engine: AsyncEngine, database_url: URL) -> bool:
+    """Whether the database has every migration applied."""
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    async with engine.connect() as connection:
+        applied = await connection.run_sync(
+            lambda sync_connection: MigrationContext.configure(sync_connection).get_current_heads()
+        )
+    return set(applied) == set(script.get_heads())

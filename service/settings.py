@@ -1,0 +1,103 @@
+"""Service settings, read from the environment and validated once at start."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
+
+# A plain URL names the store; the service always talks to it through its async driver.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    database_url: URL
+    report_time_zone: str = "UTC"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables, rejecting bad values with a clear message."""
+        return cls(
+            database_url=parse_database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            report_time_zone=parse_time_zone(
+                environ.get("POMREPORT_REPORT_TIMEZONE") or "UTC", "POMREPORT_REPORT_TIMEZONE"
+            ),
+            host=environ.get("POMREPORT_HOST") or "127.0.0.1",
+            port=parse_port(environ.get("POMREPORT_PORT") or "8000", "POMREPORT_PORT"),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is the embedded SQLite database."""
+        return self.database_url.get_backend_name() == "sqlite"
+
+
+def parse_database_url(raw: str) -> URL:
+    """Parse an SQLAlchemy URL and map it to the async driver of its store."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL {raw!r} is not a database URL; expected e.g. "
+            "sqlite+aiosqlite:///./pomreport.db or postgresql+asyncpg://user@host:5432/db"
+        ) from None
+    driver = _ASYNC_DRIVERS.get(url.drivername)
+    if driver is None:
+        raise SettingsError(
+            f"DATABASE_URL uses {url.drivername!r}, which pomreport does not support; "
+            "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    url = url.set(drivername=driver)
+    if driver == "sqlite+aiosqlite" and url.database in (None, "", ":memory:"):
+        # Every connection to an in-memory database sees a different, empty database.
+        raise SettingsError("DATABASE_URL must name an SQLite file, not an in-memory database")
+    if driver == "postgresql+asyncpg" and not url.database:
+        raise SettingsError("DATABASE_URL must name a PostgreSQL database, e.g. .../pomreport")
+    return url
+
+
+def parse_time_zone(raw: str, variable: str) -> str:
+    """Check that a name is a known IANA time zone."""
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{variable} {raw!r} is not an IANA time zone such as Europe/Berlin"
+        ) from None
+    return raw
+
+
+def parse_port(raw: str, variable: str) -> int:
+    """Parse a TCP port number."""
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} {raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"{variable} {port} is out of range 1..65535")
+    return port
+
+
+def describe_url(url: URL) -> str:
+    """Render a database URL for messages, without its password."""
+    return url.render_as_string(hide_password=True)

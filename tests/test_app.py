@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from sqlalchemy.engine import URL
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings, parse_database_url
+
+
+def test_app_healthz_and_readyz_answer_on_a_reachable_database(database_url: URL) -> None:
+    with TestClient(create_app(Settings(database_url=database_url))) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+def test_app_readyz_says_not_ready_when_the_database_is_unreachable() -> None:
+    unreachable = parse_database_url("postgresql://postgres@127.0.0.1:1/test")
+    with TestClient(create_app(Settings(database_url=unreachable))) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "not ready"
+
+
+def test_app_graphql_answers_queries_and_serves_graphiql(database_url: URL) -> None:
+    with TestClient(create_app(Settings(database_url=database_url))) as client:
+        answer = client.post("/graphql", json={"query": "{ serviceVersion }"})
+        assert answer.status_code == 200
+        assert answer.json()["data"]["serviceVersion"]
+        page = client.get("/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assert "graphiql" in page.text.lower()

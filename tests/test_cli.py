@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy.engine import URL
+
+from service.schema import create_schema
+
+
+def _pomreport(
+    *arguments: str, database_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    if database_url is not None:
+        environment["DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+@pytest.mark.parametrize(
+    ("database_url", "message"),
+    [
+        pytest.param("no-such-scheme", "is not a database URL", id="malformed"),
+        pytest.param("mysql://u@127.0.0.1/db", "does not support", id="unsupported"),
+        pytest.param(
+            "postgresql://postgres@127.0.0.1:1/test", "cannot use the database", id="unreachable"
+        ),
+        pytest.param(
+            "sqlite:////nonexistent-directory/pomreport.db", "unable to open", id="unwritable"
+        ),
+    ],
+)
+def test_cli_bad_database_ends_with_one_clear_line(
+    command: str, database_url: str, message: str
+) -> None:
+    result = _pomreport(command, database_url=database_url)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert lines[0].startswith("pomreport: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_serve_refuses_a_database_that_is_not_migrated(empty_database_url: URL) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
+    result = _pomreport("serve", "--port", "1", database_url=url)
+    assert result.returncode == 1
+    assert "run `pomreport migrate` first" in result.stderr
+
+
+def test_cli_migrate_then_seed_reports_what_it_did(empty_database_url: URL) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
+    assert _pomreport("migrate", database_url=url).returncode == 0
+    seeded = _pomreport("seed", "--callbacks", "300", "--seed", "2", database_url=url)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded 300 callbacks" in seeded.stdout
+    assert "300/300 callbacks" in seeded.stderr
+    again = _pomreport("seed", "--callbacks", "300", "--if-empty", database_url=url)
+    assert again.returncode == 0
+    assert "nothing seeded" in again.stdout
+    refused = _pomreport("seed", "--callbacks", "300", database_url=url)
+    assert refused.returncode == 1
+    assert "already holds" in refused.stderr
+
+
+def test_cli_seed_rejects_a_bad_count() -> None:
+    result = _pomreport("seed", "--callbacks", "0")
+    assert result.returncode == 2
+    assert "is not at least 1" in result.stderr
+
+
+def test_cli_export_schema_prints_the_served_schema() -> None:
+    result = _pomreport("export-schema")
+    assert result.returncode == 0
+    assert result.stdout.strip() == create_schema().as_str().strip()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings, SettingsError
+
+
+def test_settings_defaults_to_sqlite_file_through_aiosqlite() -> None:
+    settings = Settings.from_environment({})
+    assert settings.database_url.drivername == "sqlite+aiosqlite"
+    assert settings.database_url.database == "./pomreport.db"
+    assert (settings.report_time_zone, settings.host, settings.port) == ("UTC", "127.0.0.1", 8000)
+    assert settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    ("raw", "driver"),
+    [
+        ("postgresql://u@h:5432/db", "postgresql+asyncpg"),
+        ("postgres://u@h/db", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg"),
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite"),
+    ],
+)
+def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> None:
+    settings = Settings.from_environment({"DATABASE_URL": raw})
+    assert settings.database_url.drivername == driver
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"DATABASE_URL": "not a url"}, "is not a database URL"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "does not support"),
+        ({"DATABASE_URL": "sqlite://"}, "not an in-memory database"),
+        ({"DATABASE_URL": "postgresql://u@h"}, "must name a PostgreSQL database"),
+        ({"POMREPORT_REPORT_TIMEZONE": "Mars/Olympus"}, "not an IANA time zone"),
+        ({"POMREPORT_REPORT_TIMEZONE": "../etc/passwd"}, "not an IANA time zone"),
+        ({"POMREPORT_PORT": "eighty"}, "not a port number"),
+        ({"POMREPORT_PORT": "70000"}, "out of range"),
+    ],
+)
+def test_settings_rejects_bad_values_with_the_reason(
+    environment: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_environment(environment)
+
+
+def test_settings_reads_time_zone_host_and_port() -> None:
+    settings = Settings.from_environment(
+        {
+            "POMREPORT_REPORT_TIMEZONE": "Europe/Berlin",
+            "POMREPORT_HOST": "0.0.0.0",
+            "POMREPORT_PORT": "9000",
+        }
+    )
+    assert (settings.report_time_zone, settings.host, settings.port) == (
+        "Europe/Berlin",
+        "0.0.0.0",
+        9000,
+    )
