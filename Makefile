@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CALLBACKS ?= 1000000
+PYTEST_ARGS ?=
 
 .PHONY: install run test lint check schema bench clean
 
@@ -22,7 +23,7 @@ run: install
 	$(BIN)/pomreport serve --host 127.0.0.1 --port 8000
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff format --check .
