@@ -15,8 +15,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from service.context import Context, build_context
 from service.db import create_engine, create_session_maker
 from service.schema import create_schema
 from service.settings import Settings
@@ -51,6 +53,14 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "not ready", "reason": "database unreachable"}, status_code=503)
 
 
+class PomreportGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI app with the service's per-request context."""
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        state = request.app.state
+        return build_context(state.settings, state.session_maker)
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the application; the lifespan owns the engine."""
 
@@ -64,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await engine.dispose()
 
-    graphql: GraphQL[Any, None] = GraphQL(create_schema(), graphql_ide="graphiql")
+    graphql = PomreportGraphQL(create_schema(), graphql_ide="graphiql")
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

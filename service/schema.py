@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import strawberry
 
-
-def resolve_service_version() -> str:
-    """Report the installed pomreport version."""
-    return version("pomreport")
-
-
-@strawberry.type
-class Query:
-    """Read access to the callback report and the objects behind it."""
-
-    service_version: str = strawberry.field(
-        resolver=resolve_service_version,
-        description="Version of the pomreport service answering this request.",
-    )
+from service.graph.nodes import (
+    AgentNode,
+    CallbackAttemptNode,
+    CallbackNode,
+    CampaignNode,
+    ContactNode,
+    JobNode,
+)
+from service.graph.query import Query
 
 
 def create_schema() -> strawberry.Schema:
     """Build the schema; one per application."""
-    return strawberry.Schema(query=Query)
+    return strawberry.Schema(
+        query=Query,
+        types=[CampaignNode, JobNode, AgentNode, ContactNode, CallbackNode, CallbackAttemptNode],
+    )

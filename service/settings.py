@@ -33,6 +33,8 @@ class Settings:
     report_time_zone: str = "UTC"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Largest `first`/`last` a connection accepts; more is an error, never a silent cut.
+    max_page_size: int = 500
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -44,6 +46,9 @@ class Settings:
             ),
             host=environ.get("POMREPORT_HOST") or "127.0.0.1",
             port=parse_port(environ.get("POMREPORT_PORT") or "8000", "POMREPORT_PORT"),
+            max_page_size=parse_positive_int(
+                environ.get("POMREPORT_MAX_PAGE_SIZE") or "500", "POMREPORT_MAX_PAGE_SIZE"
+            ),
         )
 
     @property
@@ -80,7 +85,7 @@ def parse_time_zone(raw: str, variable: str) -> str:
     """Check that a name is a known IANA time zone."""
     try:
         zoneinfo.ZoneInfo(raw)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         raise SettingsError(
             f"{variable} {raw!r} is not an IANA time zone such as Europe/Berlin"
         ) from None
@@ -96,6 +101,17 @@ def parse_port(raw: str, variable: str) -> int:
     if not 0 < port < 65536:
         raise SettingsError(f"{variable} {port} is out of range 1..65535")
     return port
+
+
+def parse_positive_int(raw: str, variable: str) -> int:
+    """Parse a whole number of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} {raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{variable} must be at least 1, got {value}")
+    return value
 
 
 def describe_url(url: URL) -> str:

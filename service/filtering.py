@@ -1,0 +1,367 @@
+"""Filter and order inputs generated from one declaration per entity, and their SQL.
+
+Each domain declares its filterable fields, relations and sortable fields once in an
+`EntityQueryDeclaration`; this module turns that into the GraphQL inputs `<Entity>Filter`,
+`<Entity>OrderField` and `<Entity>Order`, and turns a received filter into one SQL condition.
+
+Null semantics are two-valued so that `not` behaves: a null never equals, compares or matches
+anything, and `ne` / `notIn` include nulls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import strawberry
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import Boolean
+
+from service.errors import BadUserInputError
+from service.pagination import SortKey, SqlColumn
+
+
+@strawberry.enum(description="Sort direction.")
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.input(description="Conditions on a text field; all given conditions must hold.")
+class StringFilter:
+    eq: str | None = None
+    ne: str | None = None
+    in_: list[str] | None = strawberry.field(name="in", default=None)
+    not_in: list[str] | None = None
+    lt: str | None = None
+    lte: str | None = None
+    gt: str | None = None
+    gte: str | None = None
+    contains: str | None = strawberry.field(default=None, description="Case-sensitive substring.")
+    starts_with: str | None = strawberry.field(default=None, description="Case-sensitive prefix.")
+    is_null: bool | None = None
+
+
+@strawberry.input(description="Conditions on a whole-number field; all given conditions must hold.")
+class IntFilter:
+    eq: int | None = None
+    ne: int | None = None
+    in_: list[int] | None = strawberry.field(name="in", default=None)
+    not_in: list[int] | None = None
+    lt: int | None = None
+    lte: int | None = None
+    gt: int | None = None
+    gte: int | None = None
+    is_null: bool | None = None
+
+
+@strawberry.input(description="Conditions on a time field; times without an offset are UTC.")
+class DateTimeFilter:
+    eq: dt.datetime | None = None
+    ne: dt.datetime | None = None
+    in_: list[dt.datetime] | None = strawberry.field(name="in", default=None)
+    not_in: list[dt.datetime] | None = None
+    lt: dt.datetime | None = None
+    lte: dt.datetime | None = None
+    gt: dt.datetime | None = None
+    gte: dt.datetime | None = None
+    is_null: bool | None = None
+
+
+@strawberry.input(description="Conditions on a true/false field.")
+class BooleanFilter:
+    eq: bool | None = None
+    is_null: bool | None = None
+
+
+_SCALAR_FILTERS: dict[type, type] = {
+    str: StringFilter,
+    int: IntFilter,
+    dt.datetime: DateTimeFilter,
+    bool: BooleanFilter,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FilterField:
+    """A filterable field: its column and Python type (str, int, datetime, bool or an enum)."""
+
+    column: SqlColumn
+    value_type: type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelationFilter:
+    """A filter on a related entity: rows whose `local` column is among the related `remote` ids."""
+
+    target_name: str
+    target: Callable[[], EntityQueryDeclaration]
+    local: SqlColumn
+    remote: SqlColumn
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderField:
+    """A sortable field: the ORM attribute, its column and its Python type."""
+
+    attribute: str
+    column: SqlColumn
+    value_type: type
+
+
+@dataclass(slots=True)
+class EntityQueryDeclaration:
+    """Everything filterable and sortable about one entity, declared once."""
+
+    name: str
+    fields: dict[str, FilterField]
+    order_fields: dict[str, OrderField]
+    unique_key: OrderField
+    default_order: Sequence[tuple[str, OrderDirection]]
+    relations: dict[str, RelationFilter] = field(default_factory=dict)
+    filter_input: type = field(init=False)
+    order_field_enum: type[enum.Enum] = field(init=False)
+    order_input: type = field(init=False)
+
+
+def declare(declaration: EntityQueryDeclaration) -> EntityQueryDeclaration:
+    """Generate the GraphQL filter and order inputs of an entity declaration."""
+    declaration.filter_input = _filter_input(declaration)
+    declaration.order_field_enum = _order_field_enum(declaration)
+    declaration.order_input = _order_input(declaration)
+    return declaration
+
+
+def _register(cls: type) -> type:
+    # Generated inputs refer to each other by name; Strawberry resolves those names in the
+    # namespace of the class's module, so they live in this module's globals.
+    cls.__module__ = __name__
+    globals()[cls.__name__] = cls
+    return cls
+
+
+def _enum_filter(enum_type: type[enum.Enum]) -> type:
+    name = f"{enum_type.__name__}Filter"
+    if name in globals():
+        return globals()[name]  # type: ignore[no-any-return]
+    annotations = {
+        "eq": f"{enum_type.__name__} | None",
+        "ne": f"{enum_type.__name__} | None",
+        "in_": f"list[{enum_type.__name__}] | None",
+        "not_in": f"list[{enum_type.__name__}] | None",
+        "is_null": "bool | None",
+    }
+    globals()[enum_type.__name__] = enum_type
+    namespace: dict[str, Any] = {"__annotations__": annotations}
+    namespace.update({key: None for key in annotations})
+    namespace["in_"] = strawberry.field(name="in", default=None)
+    cls = _register(type(name, (), namespace))
+    return strawberry.input(cls, description=f"Conditions on a {enum_type.__name__} field.")
+
+
+def _filter_input(declaration: EntityQueryDeclaration) -> type:
+    name = f"{declaration.name}Filter"
+    annotations: dict[str, str] = {}
+    namespace: dict[str, Any] = {}
+    for field_name, filter_field in declaration.fields.items():
+        if issubclass(filter_field.value_type, enum.Enum):
+            operator_input = _enum_filter(filter_field.value_type)
+        else:
+            operator_input = _SCALAR_FILTERS[filter_field.value_type]
+        annotations[field_name] = f"{operator_input.__name__} | None"
+        namespace[field_name] = None
+    for relation_name, relation in declaration.relations.items():
+        # Named, not referenced: the target's input may be generated later (or be this one).
+        annotations[relation_name] = f"{relation.target_name}Filter | None"
+        namespace[relation_name] = None
+    annotations["and_"] = f"list[{name}] | None"
+    annotations["or_"] = f"list[{name}] | None"
+    annotations["not_"] = f"{name} | None"
+    namespace["and_"] = strawberry.field(name="and", default=None, description="All must hold.")
+    namespace["or_"] = strawberry.field(name="or", default=None, description="Any must hold.")
+    namespace["not_"] = strawberry.field(name="not", default=None, description="Must not hold.")
+    namespace["__annotations__"] = annotations
+    cls = _register(type(name, (), namespace))
+    return strawberry.input(
+        cls, description=f"Conditions on {declaration.name} objects; all given ones must hold."
+    )
+
+
+def _order_field_enum(declaration: EntityQueryDeclaration) -> type[enum.Enum]:
+    members = {name: name for name in declaration.order_fields}
+    enum_type = enum.Enum(f"{declaration.name}OrderField", members)  # type: ignore[misc]
+    _register(enum_type)
+    return strawberry.enum(enum_type, description=f"Fields {declaration.name} lists sort by.")
+
+
+def _order_input(declaration: EntityQueryDeclaration) -> type:
+    name = f"{declaration.name}Order"
+    namespace: dict[str, Any] = {
+        "__annotations__": {
+            "field": f"{declaration.name}OrderField",
+            "direction": "OrderDirection",
+        },
+        "direction": OrderDirection.ASC,
+    }
+    cls = _register(type(name, (), namespace))
+    return strawberry.input(
+        cls,
+        description=f"One sort key for {declaration.name} lists; later keys break ties, and "
+        "the unique ID breaks any tie left.",
+    )
+
+
+def sort_keys(declaration: EntityQueryDeclaration, order_by: Sequence[Any] | None) -> list[SortKey]:
+    """The order asked for (or the default), always ending with the unique key."""
+    requested = (
+        [(entry.field.name, entry.direction) for entry in order_by]
+        if order_by
+        else list(declaration.default_order)
+    )
+    keys: list[SortKey] = []
+    seen: set[str] = set()
+    for field_name, direction in requested:
+        if field_name in seen:
+            raise BadUserInputError(f"orderBy names {field_name} twice")
+        seen.add(field_name)
+        order_field = declaration.order_fields[field_name]
+        keys.append(
+            SortKey(
+                order_field.attribute,
+                order_field.column,
+                order_field.value_type,
+                descending=direction == OrderDirection.DESC,
+            )
+        )
+    unique = declaration.unique_key
+    if all(key.attribute != unique.attribute for key in keys):
+        last_descending = keys[-1].descending if keys else False
+        keys.append(SortKey(unique.attribute, unique.column, unique.value_type, last_descending))
+    return keys
+
+
+def filter_condition(
+    declaration: EntityQueryDeclaration, filter_input: Any | None
+) -> ColumnElement[bool]:
+    """One SQL condition for a received `<Entity>Filter` (true when there is none)."""
+    if filter_input is None:
+        return true()
+    conditions: list[ColumnElement[bool]] = []
+    for field_name, filter_field in declaration.fields.items():
+        operators = getattr(filter_input, field_name)
+        if operators is not None:
+            conditions.extend(_operator_conditions(filter_field, operators))
+    for relation_name, relation in declaration.relations.items():
+        related = getattr(filter_input, relation_name)
+        if related is not None:
+            target = relation.target()
+            matching = select(relation.remote).where(filter_condition(target, related))
+            condition: ColumnElement[bool] = relation.local.in_(matching)
+            if relation.nullable:
+                condition = and_(relation.local.is_not(None), condition)
+            conditions.append(condition)
+    if filter_input.and_ is not None:
+        conditions.append(
+            and_(true(), *(filter_condition(declaration, f) for f in filter_input.and_))
+        )
+    if filter_input.or_ is not None:
+        conditions.append(
+            or_(false(), *(filter_condition(declaration, f) for f in filter_input.or_))
+        )
+    if filter_input.not_ is not None:
+        conditions.append(not_(filter_condition(declaration, filter_input.not_)))
+    return and_(true(), *conditions)
+
+
+def _operator_conditions(filter_field: FilterField, operators: Any) -> list[ColumnElement[bool]]:
+    column = filter_field.column
+    conditions: list[ColumnElement[bool]] = []
+
+    def present(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        # NULL compared with anything is unknown; make it false so `not` flips it to true.
+        return and_(column.is_not(None), condition) if filter_field.nullable else condition
+
+    for operator in ("eq", "lt", "lte", "gt", "gte", "in_", "contains", "starts_with"):
+        value = getattr(operators, operator, None)
+        if value is None:
+            continue
+        value = _check_value(value)
+        if operator == "eq":
+            conditions.append(present(column == value))
+        elif operator == "lt":
+            conditions.append(present(column < value))
+        elif operator == "lte":
+            conditions.append(present(column <= value))
+        elif operator == "gt":
+            conditions.append(present(column > value))
+        elif operator == "gte":
+            conditions.append(present(column >= value))
+        elif operator == "in_":
+            conditions.append(present(column.in_(value)))
+        elif operator == "contains":
+            conditions.append(present(Contains(column, value)))
+        else:
+            conditions.append(present(StartsWith(column, value)))
+    ne = getattr(operators, "ne", None)
+    if ne is not None:
+        conditions.append(column.is_distinct_from(_check_value(ne)))
+    not_in = getattr(operators, "not_in", None)
+    if not_in is not None:
+        not_among = column.not_in(_check_value(not_in))
+        conditions.append(or_(column.is_(None), not_among) if filter_field.nullable else not_among)
+    is_null = getattr(operators, "is_null", None)
+    if is_null is not None:
+        conditions.append(column.is_(None) if is_null else column.is_not(None))
+    return conditions
+
+
+def _check_value(value: Any) -> Any:
+    # Times without an offset are UTC (SPEC 3).
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    if isinstance(value, list):
+        return [_check_value(item) for item in value]
+    return value
+
+
+class Contains(FunctionElement[bool]):
+    """Case-sensitive substring test, the same on both stores (SQLite's LIKE ignores case)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "contains"
+
+
+class StartsWith(FunctionElement[bool]):
+    """Case-sensitive prefix test, the same on both stores."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "starts_with"
+
+
+@compiles(Contains)
+def _contains_sqlite(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value = list(element.clauses)
+    return f"(instr({compiler.process(column, **kw)}, {compiler.process(value, **kw)}) > 0)"
+
+
+@compiles(Contains, "postgresql")
+def _contains_postgresql(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value = list(element.clauses)
+    return f"(strpos({compiler.process(column, **kw)}, {compiler.process(value, **kw)}) > 0)"
+
+
+@compiles(StartsWith)
+def _starts_with(element: StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value = list(element.clauses)
+    column_sql, value_sql = compiler.process(column, **kw), compiler.process(value, **kw)
+    return f"(substr({column_sql}, 1, length({value_sql})) = {value_sql})"

@@ -1,0 +1,439 @@
+"""The GraphQL object types: Campaign, Job, Agent, Contact, Callback, CallbackAttempt.
+
+Each wraps its ORM row; related objects come through the request's loaders, never lazily.
+They live in one module because every type refers to the others (callbacks everywhere).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any, TypeVar
+
+import strawberry
+from aiodataloader import DataLoader
+
+from service.callbacks.models import (
+    AGENT_CALLBACK_TYPES,
+    CallbackStatus,
+    CallbackType,
+    SystemCompletionCode,
+)
+from service.campaigns.models import CampaignState, CampaignType, campaign_display_name
+from service.context import Info
+from service.errors import BadUserInputError
+from service.graph import declarations
+from service.graph.connections import Connection, nested_connection
+from service.jobs.models import JobState
+from service.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
+
+KeyT = TypeVar("KeyT")
+RowT = TypeVar("RowT")
+
+
+def global_id(type_name: str, key: object) -> strawberry.ID:
+    """Relay global ID: the type name and natural key, base64-encoded."""
+    return strawberry.ID(base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode())
+
+
+def parse_global_id(value: str) -> tuple[str, str]:
+    """Split a global ID into type name and key; a malformed one is the client's mistake."""
+    try:
+        type_name, key = base64.urlsafe_b64decode(value.encode()).decode().split(":", 1)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadUserInputError(f"id {value!r} is not an ID this API issued") from None
+    return type_name, key
+
+
+@strawberry.interface(description="An object with a global ID, fetchable with `node(id:)`.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Global ID (opaque).")
+
+
+def _page_arguments(
+    first: int | None, after: str | None, last: int | None, before: str | None
+) -> dict[str, Any]:
+    return {"first": first, "after": after, "last": last, "before": before}
+
+
+CallbackFilter = declarations.CALLBACK.filter_input
+CallbackOrder = declarations.CALLBACK.order_input
+JobFilter = declarations.JOB.filter_input
+JobOrder = declarations.JOB.order_input
+
+
+async def _callbacks_of(
+    info: Info,
+    parent_attribute: str,
+    parent_key: object,
+    filter: Any | None,
+    order_by: list[Any] | None,
+    arguments: dict[str, Any],
+) -> Connection[CallbackNode]:
+    return await nested_connection(
+        info.context.loaders,
+        declarations.CALLBACK,
+        Callback,
+        parent_attribute,
+        parent_key,
+        filter_input=filter,
+        order_by=order_by,
+        request_arguments=arguments,
+        max_page_size=info.context.settings.max_page_size,
+        to_node=lambda row: CallbackNode.from_row(row[0]),
+    )
+
+
+@strawberry.type(name="Campaign", description="An outbound campaign, known by its unique name.")
+class CampaignNode(Node):
+    row: strawberry.Private[Campaign]
+    name: str = strawberry.field(description="Unique campaign name.")
+    display_name: str = strawberry.field(
+        description="Name with type and strategy in front, as the report shows it."
+    )
+    campaign_type: CampaignType
+    strategy_name: str
+    max_attempts: int = strawberry.field(
+        description="Attempts a strict-agent callback goes to its assigned agent first."
+    )
+    state: CampaignState
+    end_time: dt.datetime | None = strawberry.field(
+        description="When the campaign was terminated or finished; null while running."
+    )
+
+    @classmethod
+    def from_row(cls, row: Campaign) -> CampaignNode:
+        return cls(
+            id=global_id("Campaign", row.name),
+            row=row,
+            name=row.name,
+            display_name=row.display_name,
+            campaign_type=row.campaign_type,
+            strategy_name=row.strategy_name,
+            max_attempts=row.max_attempts,
+            state=row.state,
+            end_time=row.ended_at,
+        )
+
+    @strawberry.field(description="The campaign's jobs.")
+    async def jobs(
+        self,
+        info: Info,
+        filter: JobFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[JobOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[JobNode]:
+        return await nested_connection(
+            info.context.loaders,
+            declarations.JOB,
+            Job,
+            "campaign_id",
+            self.row.id,
+            filter_input=filter,
+            order_by=order_by,
+            request_arguments=_page_arguments(first, after, last, before),
+            max_page_size=info.context.settings.max_page_size,
+            to_node=lambda row: JobNode.from_row(row[0]),
+        )
+
+    @strawberry.field(description="Callbacks scheduled in the campaign.")
+    async def callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = _page_arguments(first, after, last, before)
+        return await _callbacks_of(info, "campaign_id", self.row.id, filter, order_by, arguments)
+
+
+@strawberry.type(name="Job", description="A running session of a campaign, by POM's job ID.")
+class JobNode(Node):
+    row: strawberry.Private[Job]
+    job_id: int
+    start_time: dt.datetime
+    end_time: dt.datetime | None = strawberry.field(description="Null while the job runs.")
+    state: JobState
+
+    @classmethod
+    def from_row(cls, row: Job) -> JobNode:
+        return cls(
+            id=global_id("Job", row.job_id),
+            row=row,
+            job_id=row.job_id,
+            start_time=row.started_at,
+            end_time=row.ended_at,
+            state=row.state,
+        )
+
+    @strawberry.field(description="The campaign the job runs.")
+    async def campaign(self, info: Info) -> CampaignNode:
+        return CampaignNode.from_row(
+            await _required(info.context.loaders.campaign_by_id, self.row.campaign_id)
+        )
+
+    @strawberry.field(description="Callbacks scheduled during the job.")
+    async def callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = _page_arguments(first, after, last, before)
+        return await _callbacks_of(info, "job_id", self.row.job_id, filter, order_by, arguments)
+
+
+@strawberry.type(name="Agent", description="A contact-centre agent, by POM's agent ID.")
+class AgentNode(Node):
+    row: strawberry.Private[Agent]
+    agent_id: str
+    name: str
+
+    @classmethod
+    def from_row(cls, row: Agent) -> AgentNode:
+        return cls(
+            id=global_id("Agent", row.agent_id), row=row, agent_id=row.agent_id, name=row.name
+        )
+
+    @strawberry.field(description="Callbacks this agent scheduled (the report's Creator Agent).")
+    async def created_callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = _page_arguments(first, after, last, before)
+        return await _callbacks_of(
+            info, "creator_agent_id", self.row.agent_id, filter, order_by, arguments
+        )
+
+    @strawberry.field(description="Callbacks whose latest attempt this agent handled.")
+    async def serviced_callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = _page_arguments(first, after, last, before)
+        return await _callbacks_of(
+            info, "serviced_by_agent_id", self.row.agent_id, filter, order_by, arguments
+        )
+
+
+@strawberry.type(name="Contact", description="A person campaigns call, by POM's contact ID.")
+class ContactNode(Node):
+    row: strawberry.Private[Contact]
+    contact_id: str
+    first_name: str
+    last_name: str
+    phone_number: str
+    alternate_phone_number: str | None
+    email: str | None
+    time_zone: str = strawberry.field(description="IANA time zone of the contact.")
+    excluded: bool = strawberry.field(description="Whether the contact is on the exclusion list.")
+    excluded_time: dt.datetime | None = strawberry.field(description="When it was excluded.")
+
+    @classmethod
+    def from_row(cls, row: Contact) -> ContactNode:
+        return cls(
+            id=global_id("Contact", row.contact_id),
+            row=row,
+            contact_id=row.contact_id,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            phone_number=row.phone_number,
+            alternate_phone_number=row.alternate_phone_number,
+            email=row.email,
+            time_zone=row.time_zone,
+            excluded=row.is_excluded,
+            excluded_time=row.excluded_at,
+        )
+
+    @strawberry.field(description="Callbacks scheduled for this contact.")
+    async def callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = _page_arguments(first, after, last, before)
+        return await _callbacks_of(
+            info, "contact_id", self.row.contact_id, filter, order_by, arguments
+        )
+
+
+@strawberry.type(
+    name="CallbackAttempt",
+    description="An attempt on a callback: a real call, or a dummy one the system recorded.",
+)
+class CallbackAttemptNode(Node):
+    row: strawberry.Private[CallbackAttempt]
+    attempt_time: dt.datetime
+    agent_id: str | None = strawberry.field(description="Agent who handled it; null for dummies.")
+    custom_completion_code: str | None = strawberry.field(description="Set by the agent.")
+    system_completion_code: SystemCompletionCode | None = strawberry.field(
+        description="Set by the system."
+    )
+    dummy: bool = strawberry.field(description="Recorded by the system without dialling.")
+
+    @classmethod
+    def from_row(cls, row: CallbackAttempt) -> CallbackAttemptNode:
+        return cls(
+            id=global_id("CallbackAttempt", row.id),
+            row=row,
+            attempt_time=row.attempted_at,
+            agent_id=row.agent_id,
+            custom_completion_code=row.custom_completion_code,
+            system_completion_code=row.system_completion_code,
+            dummy=row.is_dummy,
+        )
+
+    @strawberry.field(description="Agent who handled the attempt.")
+    async def agent(self, info: Info) -> AgentNode | None:
+        return await _agent(info, self.row.agent_id)
+
+
+@strawberry.type(name="Callback", description="A callback an agent scheduled: one report row.")
+class CallbackNode(Node):
+    row: strawberry.Private[Callback]
+    callback_id: str
+    callback_type: CallbackType
+    job_id: int
+    creator_agent_id: str = strawberry.field(description="Agent who scheduled the callback.")
+    created_for_agent_id: str | None = strawberry.field(
+        description="Agent the callback is for (AGENT and STRICT_AGENT types)."
+    )
+    contact_id: str
+    call_id: str = strawberry.field(description="The call the callback was scheduled on.")
+    creation_time: dt.datetime
+    scheduled_start_time: dt.datetime
+    scheduled_end_time: dt.datetime = strawberry.field(description="When it expires.")
+    callback_status: CallbackStatus
+    serviced_by_agent_id: str | None = strawberry.field(
+        description="Agent who handled the latest attempt."
+    )
+    interaction_attempt_time: dt.datetime | None = strawberry.field(
+        description="Time of the latest attempt."
+    )
+    custom_completion_code: str | None = strawberry.field(
+        description="The latest attempt's disposition set by the agent."
+    )
+    system_completion_code: SystemCompletionCode | None = strawberry.field(
+        description="The latest attempt's disposition set by the system."
+    )
+
+    @classmethod
+    def from_row(cls, row: Callback) -> CallbackNode:
+        return cls(
+            id=global_id("Callback", row.callback_id),
+            row=row,
+            callback_id=row.callback_id,
+            callback_type=row.callback_type,
+            job_id=row.job_id,
+            creator_agent_id=row.creator_agent_id,
+            created_for_agent_id=row.created_for_agent_id,
+            contact_id=row.contact_id,
+            call_id=row.call_id,
+            creation_time=row.created_at,
+            scheduled_start_time=row.scheduled_start_at,
+            scheduled_end_time=row.scheduled_end_at,
+            callback_status=row.status,
+            serviced_by_agent_id=row.serviced_by_agent_id,
+            interaction_attempt_time=row.last_attempt_at,
+            custom_completion_code=row.custom_completion_code,
+            system_completion_code=row.system_completion_code,
+        )
+
+    async def _campaign(self, info: Info) -> Campaign:
+        return await _required(info.context.loaders.campaign_by_id, self.row.campaign_id)
+
+    @strawberry.field(description="The campaign the callback belongs to.")
+    async def campaign(self, info: Info) -> CampaignNode:
+        return CampaignNode.from_row(await self._campaign(info))
+
+    @strawberry.field(description="Plain campaign name.")
+    async def campaign_name(self, info: Info) -> str:
+        return (await self._campaign(info)).name
+
+    @strawberry.field(
+        description="Campaign name with type and strategy in front, e.g. "
+        "`[Finite][Sales_Strategy] Spring Renewals`."
+    )
+    async def campaign_display_name(self, info: Info) -> str:
+        campaign = await self._campaign(info)
+        return campaign_display_name(campaign.campaign_type, campaign.strategy_name, campaign.name)
+
+    @strawberry.field(
+        description="Created For: the agent ID for AGENT and STRICT_AGENT callbacks, "
+        "the campaign name for CAMPAIGN and STANDARD ones."
+    )
+    async def created_for(self, info: Info) -> str:
+        if self.row.callback_type in AGENT_CALLBACK_TYPES and self.row.created_for_agent_id:
+            return self.row.created_for_agent_id
+        return (await self._campaign(info)).name
+
+    @strawberry.field(description="The job the callback was scheduled in.")
+    async def job(self, info: Info) -> JobNode:
+        return JobNode.from_row(await _required(info.context.loaders.job_by_id, self.row.job_id))
+
+    @strawberry.field(description="Agent who scheduled the callback.")
+    async def creator_agent(self, info: Info) -> AgentNode:
+        agent = await _agent(info, self.row.creator_agent_id)
+        assert agent is not None, "foreign key guarantees the creator agent"
+        return agent
+
+    @strawberry.field(description="Agent the callback is for (AGENT and STRICT_AGENT types).")
+    async def created_for_agent(self, info: Info) -> AgentNode | None:
+        return await _agent(info, self.row.created_for_agent_id)
+
+    @strawberry.field(description="Agent who handled the latest attempt.")
+    async def serviced_by_agent(self, info: Info) -> AgentNode | None:
+        return await _agent(info, self.row.serviced_by_agent_id)
+
+    @strawberry.field(description="The contact to call back.")
+    async def contact(self, info: Info) -> ContactNode:
+        contact = await _required(info.context.loaders.contact_by_id, self.row.contact_id)
+        return ContactNode.from_row(contact)
+
+    @strawberry.field(description="Every attempt on the callback, oldest first.")
+    async def attempts(self, info: Info) -> list[CallbackAttemptNode]:
+        attempts = await info.context.loaders.attempts_by_callback_id.load(self.row.callback_id)
+        return [CallbackAttemptNode.from_row(attempt) for attempt in attempts]
+
+
+async def _agent(info: Info, agent_id: str | None) -> AgentNode | None:
+    if agent_id is None:
+        return None
+    agent = await info.context.loaders.agent_by_id.load(agent_id)
+    return AgentNode.from_row(agent) if agent is not None else None
+
+
+async def _required(loader: DataLoader[KeyT, RowT | None], key: KeyT) -> RowT:
+    """Load a row a foreign key guarantees."""
+    row = await loader.load(key)
+    assert row is not None, f"foreign key guarantees a row for {key!r}"
+    return row

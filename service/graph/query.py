@@ -1,0 +1,213 @@
+"""Root query fields: node lookup, lookups by natural key, and the root connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+
+from service.context import Info
+from service.errors import BadUserInputError
+from service.filtering import EntityQueryDeclaration, filter_condition
+from service.graph import declarations
+from service.graph.connections import Connection, root_connection
+from service.graph.nodes import (
+    AgentNode,
+    CallbackAttemptNode,
+    CallbackNode,
+    CampaignNode,
+    ContactNode,
+    JobNode,
+    Node,
+    parse_global_id,
+)
+from service.models import Agent, Callback, Campaign, Contact, Job
+
+CampaignFilter = declarations.CAMPAIGN.filter_input
+CampaignOrder = declarations.CAMPAIGN.order_input
+JobFilter = declarations.JOB.filter_input
+JobOrder = declarations.JOB.order_input
+AgentFilter = declarations.AGENT.filter_input
+AgentOrder = declarations.AGENT.order_input
+ContactFilter = declarations.CONTACT.filter_input
+ContactOrder = declarations.CONTACT.order_input
+CallbackFilter = declarations.CALLBACK.filter_input
+CallbackOrder = declarations.CALLBACK.order_input
+
+
+async def _connection(
+    info: Info,
+    declaration: EntityQueryDeclaration,
+    entity: type[Any],
+    filter_input: Any | None,
+    order_by: list[Any] | None,
+    arguments: dict[str, Any],
+    to_node: Any,
+) -> Any:
+    return await root_connection(
+        info.context.session_maker,
+        declaration,
+        select(entity),
+        filter_condition(declaration, filter_input),
+        order_by=order_by,
+        request_arguments=arguments,
+        max_page_size=info.context.settings.max_page_size,
+        to_node=lambda row: to_node(row[0]),
+    )
+
+
+def _integer_key(key: str, id_value: str) -> int:
+    try:
+        return int(key)
+    except ValueError:
+        raise BadUserInputError(f"id {id_value!r} is not an ID this API issued") from None
+
+
+@strawberry.type(description="Read access to the callback report and the objects behind it.")
+class Query:
+    @strawberry.field(description="Any object by its global ID; null when it does not exist.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        type_name, key = parse_global_id(id)
+        loaders = info.context.loaders
+        if type_name == "Campaign":
+            campaign = await loaders.campaign_by_name.load(key)
+            return CampaignNode.from_row(campaign) if campaign else None
+        if type_name == "Job":
+            job = await loaders.job_by_id.load(_integer_key(key, id))
+            return JobNode.from_row(job) if job else None
+        if type_name == "Agent":
+            agent = await loaders.agent_by_id.load(key)
+            return AgentNode.from_row(agent) if agent else None
+        if type_name == "Contact":
+            contact = await loaders.contact_by_id.load(key)
+            return ContactNode.from_row(contact) if contact else None
+        if type_name == "Callback":
+            callback = await loaders.callback_by_id.load(key)
+            return CallbackNode.from_row(callback) if callback else None
+        if type_name == "CallbackAttempt":
+            attempt = await loaders.attempt_by_id.load(_integer_key(key, id))
+            return CallbackAttemptNode.from_row(attempt) if attempt else None
+        raise BadUserInputError(f"id {id!r} is not an ID this API issued")
+
+    @strawberry.field(description="A campaign by its unique name.")
+    async def campaign(self, info: Info, name: str) -> CampaignNode | None:
+        campaign = await info.context.loaders.campaign_by_name.load(name)
+        return CampaignNode.from_row(campaign) if campaign else None
+
+    @strawberry.field(description="A job by its POM job ID.")
+    async def job(self, info: Info, job_id: int) -> JobNode | None:
+        job = await info.context.loaders.job_by_id.load(job_id)
+        return JobNode.from_row(job) if job else None
+
+    @strawberry.field(description="An agent by agent ID.")
+    async def agent(self, info: Info, agent_id: str) -> AgentNode | None:
+        agent = await info.context.loaders.agent_by_id.load(agent_id)
+        return AgentNode.from_row(agent) if agent else None
+
+    @strawberry.field(description="A contact by contact ID.")
+    async def contact(self, info: Info, contact_id: str) -> ContactNode | None:
+        contact = await info.context.loaders.contact_by_id.load(contact_id)
+        return ContactNode.from_row(contact) if contact else None
+
+    @strawberry.field(description="A callback by callback ID.")
+    async def callback(self, info: Info, callback_id: str) -> CallbackNode | None:
+        callback = await info.context.loaders.callback_by_id.load(callback_id)
+        return CallbackNode.from_row(callback) if callback else None
+
+    @strawberry.field(description="Campaigns, filtered and sorted; by name unless told otherwise.")
+    async def campaigns(
+        self,
+        info: Info,
+        filter: CampaignFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CampaignOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CampaignNode]:
+        arguments = {"first": first, "after": after, "last": last, "before": before}
+        return await _connection(  # type: ignore[no-any-return]
+            info,
+            declarations.CAMPAIGN,
+            Campaign,
+            filter,
+            order_by,
+            arguments,
+            CampaignNode.from_row,
+        )
+
+    @strawberry.field(description="Jobs, filtered and sorted; by job ID unless told otherwise.")
+    async def jobs(
+        self,
+        info: Info,
+        filter: JobFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[JobOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[JobNode]:
+        arguments = {"first": first, "after": after, "last": last, "before": before}
+        return await _connection(  # type: ignore[no-any-return]
+            info, declarations.JOB, Job, filter, order_by, arguments, JobNode.from_row
+        )
+
+    @strawberry.field(description="Agents, filtered and sorted; by agent ID unless told otherwise.")
+    async def agents(
+        self,
+        info: Info,
+        filter: AgentFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[AgentOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[AgentNode]:
+        arguments = {"first": first, "after": after, "last": last, "before": before}
+        return await _connection(  # type: ignore[no-any-return]
+            info, declarations.AGENT, Agent, filter, order_by, arguments, AgentNode.from_row
+        )
+
+    @strawberry.field(
+        description="Contacts, filtered and sorted; by contact ID unless told otherwise."
+    )
+    async def contacts(
+        self,
+        info: Info,
+        filter: ContactFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[ContactOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[ContactNode]:
+        arguments = {"first": first, "after": after, "last": last, "before": before}
+        return await _connection(  # type: ignore[no-any-return]
+            info, declarations.CONTACT, Contact, filter, order_by, arguments, ContactNode.from_row
+        )
+
+    @strawberry.field(
+        description="Callbacks, filtered and sorted; by creation time, then callback ID, "
+        "unless told otherwise."
+    )
+    async def callbacks(
+        self,
+        info: Info,
+        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
+        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[CallbackNode]:
+        arguments = {"first": first, "after": after, "last": last, "before": before}
+        return await _connection(  # type: ignore[no-any-return]
+            info,
+            declarations.CALLBACK,
+            Callback,
+            filter,
+            order_by,
+            arguments,
+            CallbackNode.from_row,
+        )

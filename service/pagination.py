@@ -1,0 +1,225 @@
+"""Keyset (cursor) pagination over any ordered SQL statement, Relay style.
+
+A page is the rows strictly after (or before) a cursor in the requested order. The order always
+ends with the entity's unique key, so every row has one place and pages neither skip nor repeat
+rows when others are inserted concurrently. A cursor carries the sort values of its row and a
+fingerprint of the order it belongs to; one from another order is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from service.errors import BadUserInputError
+
+DEFAULT_PAGE_SIZE = 100
+
+# A mapped attribute (Callback.created_at) or any column expression.
+SqlColumn = ColumnElement[Any] | InstrumentedAttribute[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One column of an order: how to read it from a row and compare it in SQL."""
+
+    attribute: str
+    column: SqlColumn
+    value_type: type
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Validated `first`/`after` or `last`/`before` arguments."""
+
+    limit: int
+    cursor_values: tuple[Any, ...] | None
+    backward: bool
+    has_cursor: bool
+
+
+def page_request(
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    keys: Sequence[SortKey],
+    max_page_size: int,
+) -> PageRequest:
+    """Check the page arguments against the order and the page size limit."""
+    if first is not None and last is not None:
+        raise BadUserInputError("give either first (with after) or last (with before), not both")
+    if after is not None and before is not None:
+        raise BadUserInputError("give either after or before, not both")
+    if (last is not None and after is not None) or (first is not None and before is not None):
+        raise BadUserInputError("page forward with first/after or backward with last/before")
+    backward = last is not None or before is not None
+    size = last if backward else first
+    argument = "last" if backward else "first"
+    if size is None:
+        size = min(DEFAULT_PAGE_SIZE, max_page_size)
+    if size < 0:
+        raise BadUserInputError(f"{argument} must not be negative, got {size}")
+    if size > max_page_size:
+        raise BadUserInputError(
+            f"{argument} must be at most {max_page_size}, got {size}; page through with cursors"
+        )
+    cursor = before if backward else after
+    values = decode_cursor(cursor, keys, "before" if backward else "after") if cursor else None
+    return PageRequest(limit=size, cursor_values=values, backward=backward, has_cursor=bool(cursor))
+
+
+def order_clauses(keys: Sequence[SortKey], *, backward: bool) -> list[ColumnElement[Any]]:
+    """ORDER BY terms; reversed when paging backward."""
+    return [key.column.desc() if key.descending != backward else key.column.asc() for key in keys]
+
+
+def after_cursor_condition(
+    keys: Sequence[SortKey], values: Sequence[Any], *, backward: bool
+) -> ColumnElement[bool]:
+    """Rows strictly beyond the cursor in the (possibly reversed) order, as one SQL condition.
+
+    Expanded as (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., which works for mixed directions.
+    """
+    alternatives = []
+    for position, key in enumerate(keys):
+        equal_prefix = [keys[i].column == values[i] for i in range(position)]
+        beyond = (
+            key.column < values[position]
+            if key.descending != backward
+            else key.column > values[position]
+        )
+        alternatives.append(and_(*equal_prefix, beyond))
+    return or_(*alternatives)
+
+
+def encode_cursor(row: Any, keys: Sequence[SortKey]) -> str:
+    """The opaque cursor of a row in this order."""
+    values = [_json_value(getattr(row, key.attribute)) for key in keys]
+    payload = json.dumps([_fingerprint(keys), values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+def decode_cursor(cursor: str, keys: Sequence[SortKey], argument: str) -> tuple[Any, ...]:
+    """The sort values a cursor carries; refuses cursors that are malformed or of another order."""
+    problem = f"{argument} is not a cursor of this connection and order; use a cursor it returned"
+    try:
+        fingerprint, raw_values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise BadUserInputError(problem) from None
+    if fingerprint != _fingerprint(keys) or not isinstance(raw_values, list):
+        raise BadUserInputError(problem)
+    if len(raw_values) != len(keys):
+        raise BadUserInputError(problem)
+    try:
+        return tuple(
+            _python_value(raw, key.value_type) for raw, key in zip(raw_values, keys, strict=True)
+        )
+    except (ValueError, TypeError, KeyError):
+        raise BadUserInputError(problem) from None
+
+
+def _fingerprint(keys: Sequence[SortKey]) -> str:
+    order = ",".join(f"{key.attribute}:{'d' if key.descending else 'a'}" for key in keys)
+    return hashlib.blake2s(order.encode(), digest_size=6).hexdigest()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, enum.Enum):
+        return value.name
+    return value
+
+
+def _python_value(raw: Any, value_type: type) -> Any:
+    if value_type is dt.datetime:
+        if not isinstance(raw, str):
+            raise TypeError(raw)
+        value = dt.datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError(raw)
+        return value
+    if issubclass(value_type, enum.Enum):
+        return value_type[raw]
+    if value_type is int and (not isinstance(raw, int) or isinstance(raw, bool)):
+        raise TypeError(raw)
+    if value_type is str and not isinstance(raw, str):
+        raise TypeError(raw)
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of rows (each a tuple of the selected entities) and whether more lie around it."""
+
+    rows: list[Any]
+    has_next: bool
+    has_previous: bool
+
+
+async def fetch_page(
+    session: AsyncSession, statement: Select[Any], keys: Sequence[SortKey], request: PageRequest
+) -> Page:
+    """Run one statement for one page: the filtered rows beyond the cursor, one extra to peek."""
+    if request.cursor_values is not None:
+        statement = statement.where(
+            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
+        )
+    statement = statement.order_by(*order_clauses(keys, backward=request.backward))
+    rows = list((await session.execute(statement.limit(request.limit + 1))).all())
+    return _page(rows, request)
+
+
+async def fetch_pages_by_parent(
+    session: AsyncSession,
+    entity: type[Any],
+    parent_attribute: str,
+    parent_keys: Sequence[Any],
+    condition: ColumnElement[bool],
+    keys: Sequence[SortKey],
+    request: PageRequest,
+) -> dict[Any, Page]:
+    """One page per parent in one statement: rank each parent's rows, keep the first N (+1)."""
+    parent_column = getattr(entity, parent_attribute)
+    ranked = select(
+        entity,
+        func.row_number()
+        .over(partition_by=parent_column, order_by=order_clauses(keys, backward=request.backward))
+        .label("page_rank"),
+    ).where(parent_column.in_(parent_keys), condition)
+    if request.cursor_values is not None:
+        ranked = ranked.where(
+            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
+        )
+    inner = ranked.subquery()
+    row_alias = aliased(entity, inner)
+    statement = (
+        select(row_alias).where(inner.c.page_rank <= request.limit + 1).order_by(inner.c.page_rank)
+    )
+    grouped: dict[Any, list[Any]] = {key: [] for key in parent_keys}
+    for row in (await session.execute(statement)).all():
+        grouped[getattr(row[0], parent_attribute)].append(row)
+    return {key: _page(rows, request) for key, rows in grouped.items()}
+
+
+def _page(rows: list[Any], request: PageRequest) -> Page:
+    more = len(rows) > request.limit
+    rows = rows[: request.limit]
+    if request.backward:
+        rows.reverse()
+        return Page(rows, has_next=request.has_cursor, has_previous=more)
+    return Page(rows, has_next=more, has_previous=request.has_cursor)

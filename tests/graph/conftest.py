@@ -1,0 +1,63 @@
+"""A served API over seeded data, with a count of the SQL statements each request runs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.seed.bulk_insert import seed_database
+from service.seed.demo_data import SeedPlan
+from service.settings import Settings
+
+SEED_AS_OF = dt.datetime(2026, 11, 29, 3, tzinfo=dt.UTC)
+SEED_PLAN = SeedPlan(callbacks=1200, seed=9, as_of=SEED_AS_OF)
+
+
+@dataclass
+class GraphQLClient:
+    """Posts GraphQL requests to the app and counts the statements each one runs."""
+
+    client: TestClient
+    statements: list[str] = field(default_factory=list)
+
+    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a request; return the whole response body (data and errors)."""
+        self.statements.clear()
+        response = self.client.post("/graphql", json={"query": query, "variables": variables})
+        body: dict[str, Any] = response.json()
+        return body
+
+    def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a request that must succeed; return its data."""
+        body = self.execute(query, variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+def seeded_database_url(database_url: URL) -> URL:
+    asyncio.run(seed_database(database_url, SEED_PLAN, progress=lambda _message: None))
+    return database_url
+
+
+@pytest.fixture
+def graphql(seeded_database_url: URL) -> Iterator[GraphQLClient]:
+    settings = Settings(database_url=seeded_database_url, max_page_size=500)
+    with TestClient(create_app(settings)) as client:
+        api = GraphQLClient(client)
+
+        def count(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            api.statements.append(statement)
+
+        event.listen(client.app.state.engine.sync_engine, "before_cursor_execute", count)  # type: ignore[attr-defined]
+        yield api
