@@ -53,8 +53,54 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "not ready", "reason": "database unreachable"}, status_code=503)
 
 
+EXAMPLE_REPORT_QUERY = """# The Callbacks Scheduled Details report: the last 7 days, first page.
+# Try timePeriod: {preset: TODAY, timeZone: "Europe/Berlin"} or filters: {agentId: "A1001"}.
+query CallbacksScheduledDetails {
+  callbacksScheduledDetails(timePeriod: {lastDays: 7}) {
+    timePeriod { from to timeZone label }
+    queryTime
+    filters { name value }
+    totalRecords
+    rows(first: 20) {
+      edges {
+        node {
+          campaignDisplayName
+          jobId
+          creatorAgentId
+          callbackId
+          callbackType
+          createdFor
+          contactId
+          creationTime
+          scheduledStartTime
+          scheduledEndTime
+          callbackStatus
+          servicedByAgentId
+          interactionAttemptTime
+          customCompletionCode
+          systemCompletionCode
+        }
+      }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+
 class PomreportGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with the service's per-request context."""
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL, opening on an example report query instead of Strawberry's comment."""
+        html = super().graphql_ide_html
+        start = html.find("const EXAMPLE_QUERY = `")
+        end = html.find("`;", start)
+        if start < 0 or end < 0:
+            return html
+        example = EXAMPLE_REPORT_QUERY.replace("\\", "\\\\").replace("`", "\\`")
+        return f"{html[:start]}const EXAMPLE_QUERY = `{example}{html[end:]}"
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.app.state

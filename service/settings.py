@@ -35,6 +35,8 @@ class Settings:
     port: int = 8000
     # Largest `first`/`last` a connection accepts; more is an error, never a silent cut.
     max_page_size: int = 500
+    # Longest "Between" period the report accepts, in days.
+    max_report_days: int = 366
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -48,6 +50,9 @@ class Settings:
             port=parse_port(environ.get("POMREPORT_PORT") or "8000", "POMREPORT_PORT"),
             max_page_size=parse_positive_int(
                 environ.get("POMREPORT_MAX_PAGE_SIZE") or "500", "POMREPORT_MAX_PAGE_SIZE"
+            ),
+            max_report_days=parse_positive_int(
+                environ.get("POMREPORT_MAX_REPORT_DAYS") or "366", "POMREPORT_MAX_REPORT_DAYS"
             ),
         )
 

@@ -31,3 +31,4 @@ def test_app_graphql_answers_queries_and_serves_graphiql(database_url: URL) -> N
         page = client.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200
         assert "graphiql" in page.text.lower()
+        assert "callbacksScheduledDetails(timePeriod: {lastDays: 7})" in page.text

@@ -102,7 +102,7 @@ def build_connection(
 async def root_connection(
     session_maker: async_sessionmaker[AsyncSession],
     declaration: EntityQueryDeclaration,
-    statement: Select[Any],
+    statement: Select[*tuple[Any, ...]],
     condition: ColumnElement[bool],
     *,
     order_by: Sequence[Any] | None,
@@ -119,13 +119,20 @@ async def root_connection(
             return await fetch_page(session, statement.where(condition), keys, request)
 
     entity = statement.column_descriptions[0]["entity"]
+    return build_connection(
+        fetch, keys, to_node, lambda: count_rows(session_maker, entity, condition)
+    )
 
-    async def count_rows() -> int:
-        async with session_maker() as session:
-            total = await session.scalar(select(func.count()).select_from(entity).where(condition))
-        return int(total or 0)
 
-    return build_connection(fetch, keys, to_node, count_rows)
+async def count_rows(
+    session_maker: async_sessionmaker[AsyncSession],
+    entity: type[Any],
+    condition: ColumnElement[bool],
+) -> int:
+    """How many rows of an entity match a condition: one statement."""
+    async with session_maker() as session:
+        total = await session.scalar(select(func.count()).select_from(entity).where(condition))
+    return int(total or 0)
 
 
 async def nested_connection(

@@ -22,7 +22,12 @@ from service.graph.nodes import (
     Node,
     parse_global_id,
 )
-from service.models import Agent, Callback, Campaign, Contact, Job
+from service.models import Agent, Campaign, Contact, Job
+from service.reports.callbacks_scheduled_details import (
+    CallbacksScheduledDetailsReport,
+    callback_connection,
+    callbacks_scheduled_details,
+)
 
 CampaignFilter = declarations.CAMPAIGN.filter_input
 CampaignOrder = declarations.CAMPAIGN.order_input
@@ -187,6 +192,12 @@ class Query:
             info, declarations.CONTACT, Contact, filter, order_by, arguments, ContactNode.from_row
         )
 
+    callbacks_scheduled_details: CallbacksScheduledDetailsReport = strawberry.field(
+        resolver=callbacks_scheduled_details,
+        description="The Callbacks Scheduled Details report for a period (default: the last 7 "
+        "days), with optional filters.",
+    )
+
     @strawberry.field(
         description="Callbacks, filtered and sorted; by creation time, then callback ID, "
         "unless told otherwise."
@@ -202,12 +213,5 @@ class Query:
         before: str | None = None,
     ) -> Connection[CallbackNode]:
         arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(  # type: ignore[no-any-return]
-            info,
-            declarations.CALLBACK,
-            Callback,
-            filter,
-            order_by,
-            arguments,
-            CallbackNode.from_row,
-        )
+        condition = filter_condition(declarations.CALLBACK, filter)
+        return await callback_connection(info, condition, order_by=order_by, arguments=arguments)

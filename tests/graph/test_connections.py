@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 
 from service.db import create_engine, create_session_maker
 from service.models import Callback, Contact
-from tests.graph.conftest import GraphQLClient
+from tests.graphql_client import GraphQLClient
 
 CALLBACK_PAGE = """
 query Page($filter: CallbackFilter, $orderBy: [CallbackOrder!], $first: Int, $after: String,

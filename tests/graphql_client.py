@@ -1,4 +1,6 @@
-"""A served API over seeded data, with a count of the SQL statements each request runs."""
+"""A served API over seeded data, with a count of the SQL statements each request runs.
+
+The fixtures are registered in tests/conftest.py."""
 
 from __future__ import annotations
 
