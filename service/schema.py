@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from service.error_codes import ErrorCodes
 from service.graph.nodes import (
     AgentNode,
     CallbackAttemptNode,
@@ -20,4 +21,5 @@ def create_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         types=[CampaignNode, JobNode, AgentNode, ContactNode, CallbackNode, CallbackAttemptNode],
+        extensions=[ErrorCodes],
     )
