@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from service.context import Context, build_context
-from service.db import create_engine, create_session_maker
+from service.callbacks.expiry_sweeper import sweep_forever
+from service.context import Context
+from service.db import create_engine, create_session_maker, create_write_engine
+from service.events.callback_events import create_callback_events
+from service.graph.loaders import Loaders
 from service.schema import create_schema
 from service.settings import Settings
 
@@ -104,7 +107,13 @@ class PomreportGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.app.state
-        return build_context(state.settings, state.session_maker)
+        return Context(
+            settings=state.settings,
+            session_maker=state.session_maker,
+            write_session_maker=state.write_session_maker,
+            events=state.events,
+            loaders=Loaders(state.session_maker),
+        )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -113,17 +122,38 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        write_engine = create_write_engine(settings.database_url, engine)
         app.state.engine = engine
         app.state.session_maker = create_session_maker(engine)
+        app.state.write_session_maker = create_session_maker(write_engine)
+        events = create_callback_events(settings, app.state.session_maker)
+        app.state.events = events
+        sweeper: asyncio.Task[None] | None = None
         try:
+            await events.start()
+            if settings.expiry_sweep_seconds > 0:
+                sweeper = asyncio.create_task(
+                    sweep_forever(
+                        events, app.state.write_session_maker, settings.expiry_sweep_seconds
+                    ),
+                    name="expiry-sweeper",
+                )
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await events.stop()
+            if write_engine is not engine:
+                await write_engine.dispose()
             await engine.dispose()
 
     graphql = PomreportGraphQL(create_schema(), graphql_ide="graphiql")
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -1,4 +1,4 @@
-"""What every resolver of a request can reach: settings, sessions and the request's loaders."""
+"""What every resolver of a request can reach: settings, sessions, events and loaders."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ from dataclasses import dataclass
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.events.callback_events import CallbackEvents
 from service.graph.loaders import Loaders
 from service.settings import Settings
 
 
 @dataclass(slots=True)
 class Context:
-    """Per-request context; resolvers open their own short sessions from `session_maker`."""
+    """Per-request context; resolvers open their own short sessions from the session makers."""
 
     settings: Settings
     session_maker: async_sessionmaker[AsyncSession]
+    write_session_maker: async_sessionmaker[AsyncSession]
+    events: CallbackEvents
     loaders: Loaders
+
+    def refresh_loaders(self) -> None:
+        """Start over with empty loaders (each subscription event sees current rows)."""
+        self.loaders = Loaders(self.session_maker)
 
 
 Info = strawberry.Info[Context, None]
-
-
-def build_context(settings: Settings, session_maker: async_sessionmaker[AsyncSession]) -> Context:
-    """Create a request's context with fresh loaders."""
-    return Context(settings=settings, session_maker=session_maker, loaders=Loaders(session_maker))

@@ -79,6 +79,30 @@ def create_engine(url: URL, **options: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **options)
 
 
+def create_write_engine(url: URL, read_engine: AsyncEngine) -> AsyncEngine:
+    """The engine mutations run on: on SQLite its own, whose transactions take the write lock
+    at BEGIN; elsewhere the read engine itself.
+
+    A deferred SQLite transaction that reads and then writes fails (SQLITE_BUSY) when another
+    writer committed in between; BEGIN IMMEDIATE makes concurrent writers queue instead. Reads
+    keep deferred transactions so they never wait for each other.
+    """
+    if url.get_backend_name() != "sqlite":
+        return read_engine
+    engine = create_engine(url)
+    event.listen(engine.sync_engine, "connect", _leave_begin_to_sqlalchemy)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
+    return engine
+
+
+def _leave_begin_to_sqlalchemy(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # SQLite leaves foreign keys unenforced unless asked, per connection; WAL lets
     # readers work while a writer commits.

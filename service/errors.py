@@ -24,3 +24,9 @@ class NotFoundError(ClientError):
     """The request names an object that does not exist."""
 
     code = "NOT_FOUND"
+
+
+class ConflictError(ClientError):
+    """The request contradicts the current state, e.g. changing a terminal callback."""
+
+    code = "CONFLICT"

@@ -37,6 +37,12 @@ class Settings:
     max_page_size: int = 500
     # Longest "Between" period the report accepts, in days.
     max_report_days: int = 366
+    # Status-change events travel through Redis when set.
+    redis_url: str | None = None
+    # How often `serve` expires due callbacks; 0 turns the sweeper off.
+    expiry_sweep_seconds: float = 30.0
+    # Changes a subscriber may have waiting before it is closed as too slow.
+    subscriber_backlog: int = 1000
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -53,6 +59,15 @@ class Settings:
             ),
             max_report_days=parse_positive_int(
                 environ.get("POMREPORT_MAX_REPORT_DAYS") or "366", "POMREPORT_MAX_REPORT_DAYS"
+            ),
+            redis_url=parse_redis_url(environ.get("REDIS_URL") or None),
+            expiry_sweep_seconds=parse_seconds(
+                environ.get("POMREPORT_EXPIRY_SWEEP_SECONDS") or "30",
+                "POMREPORT_EXPIRY_SWEEP_SECONDS",
+            ),
+            subscriber_backlog=parse_positive_int(
+                environ.get("POMREPORT_SUBSCRIBER_BACKLOG") or "1000",
+                "POMREPORT_SUBSCRIBER_BACKLOG",
             ),
         )
 
@@ -116,6 +131,26 @@ def parse_positive_int(raw: str, variable: str) -> int:
         raise SettingsError(f"{variable} {raw!r} is not a whole number") from None
     if value < 1:
         raise SettingsError(f"{variable} must be at least 1, got {value}")
+    return value
+
+
+def parse_redis_url(raw: str | None) -> str | None:
+    """Check a Redis URL's scheme."""
+    if raw is None:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"REDIS_URL {raw!r} is not a redis:// or rediss:// URL")
+    return raw
+
+
+def parse_seconds(raw: str, variable: str) -> float:
+    """Parse a non-negative number of seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} {raw!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise SettingsError(f"{variable} must not be negative, got {raw}")
     return value
 
 

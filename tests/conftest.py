@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.database_migrations import upgrade_to_head
 from service.db import create_engine, create_session_maker
 from service.settings import parse_database_url
-from tests.graphql_client import graphql, seeded_database_url
+from tests.graphql_client import empty_graphql, graphql, seeded_database_url
 
-__all__ = ["graphql", "seeded_database_url"]
+__all__ = ["empty_graphql", "graphql", "seeded_database_url"]
 
 POSTGRESQL_URL_VARIABLE = "POMREPORT_TEST_POSTGRESQL_URL"
 STORES = ["sqlite", "postgresql"]

@@ -54,7 +54,20 @@ def seeded_database_url(database_url: URL) -> URL:
 
 @pytest.fixture
 def graphql(seeded_database_url: URL) -> Iterator[GraphQLClient]:
-    settings = Settings(database_url=seeded_database_url, max_page_size=500)
+    """The API over seeded demo data."""
+    yield from serve_graphql(
+        Settings(database_url=seeded_database_url, max_page_size=500, expiry_sweep_seconds=0)
+    )
+
+
+@pytest.fixture
+def empty_graphql(database_url: URL) -> Iterator[GraphQLClient]:
+    """The API over an empty, migrated database; the sweeper is off so tests control expiry."""
+    yield from serve_graphql(Settings(database_url=database_url, expiry_sweep_seconds=0))
+
+
+def serve_graphql(settings: Settings) -> Iterator[GraphQLClient]:
+    """Run the app in-process for one test, counting statements."""
     with TestClient(create_app(settings)) as client:
         api = GraphQLClient(client)
 

@@ -1,0 +1,534 @@
+"""POM's callback rules (SPEC 2.3), each operation inside the caller's one transaction.
+
+Every status change is a conditional UPDATE of ACTIVE rows (`... WHERE status = 'ACTIVE'`), so
+two transactions racing for one callback can never both change it: the loser's UPDATE finds
+the row no longer ACTIVE. Operations return the status changes they made; the caller publishes
+them once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.agents.models import Agent
+from service.callbacks.models import (
+    AGENT_CALLBACK_TYPES,
+    Callback,
+    CallbackAttempt,
+    CallbackStatus,
+    CallbackType,
+    SystemCompletionCode,
+)
+from service.campaigns.models import Campaign, CampaignState, CampaignType
+from service.contacts.models import Contact
+from service.errors import BadUserInputError, ConflictError, NotFoundError
+from service.jobs.models import Job, JobState
+
+ACTIVE = CallbackStatus.ACTIVE
+# Codes a client may record on an attempt; the others belong to their own operations.
+_RECORDABLE_SYSTEM_CODES = {
+    SystemCompletionCode.RESTRICTED_DNC,
+    SystemCompletionCode.RESTRICTED_OTHER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One callback's status change; `previous_status` is None for a new callback."""
+
+    callback_id: str
+    previous_status: CallbackStatus | None
+    status: CallbackStatus
+    changed_at: dt.datetime
+
+
+# Reference data ---------------------------------------------------------------------------
+
+
+async def _upsert(session: AsyncSession, model: type[Any], values: dict[str, Any], key: str) -> Any:
+    """Insert a row or update the existing one with the same key, atomically."""
+    dialect_insert = (
+        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    )
+    statement = dialect_insert(model).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[key], set_={name: value for name, value in values.items() if name != key}
+    )
+    row = await session.scalar(
+        statement.returning(model), execution_options={"populate_existing": True}
+    )
+    return row
+
+
+async def upsert_campaign(
+    session: AsyncSession,
+    *,
+    name: str,
+    campaign_type: CampaignType,
+    strategy_name: str,
+    max_attempts: int,
+) -> Campaign:
+    """Create a running campaign, or update an existing one's attributes (not its state)."""
+    if max_attempts < 1:
+        raise BadUserInputError(f"maxAttempts must be at least 1, got {max_attempts}")
+    _require_text(name=name, strategy=strategy_name)
+    existing = await session.scalar(select(Campaign).where(Campaign.name == name))
+    values = {
+        "name": name,
+        "campaign_type": campaign_type,
+        "strategy_name": strategy_name,
+        "max_attempts": max_attempts,
+    }
+    if existing is None:
+        values["state"] = CampaignState.RUNNING
+    campaign: Campaign = await _upsert(session, Campaign, values, "name")
+    return campaign
+
+
+async def upsert_agent(session: AsyncSession, *, agent_id: str, name: str) -> Agent:
+    """Create an agent or rename an existing one."""
+    _require_text(agentId=agent_id, name=name)
+    agent: Agent = await _upsert(session, Agent, {"agent_id": agent_id, "name": name}, "agent_id")
+    return agent
+
+
+async def upsert_contact(
+    session: AsyncSession,
+    *,
+    contact_id: str,
+    first_name: str,
+    last_name: str,
+    phone_number: str,
+    alternate_phone_number: str | None,
+    email: str | None,
+    time_zone: str,
+) -> Contact:
+    """Create a contact or update an existing one's details (not its exclusion)."""
+    _require_text(contactId=contact_id, phone=phone_number)
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadUserInputError(
+            f"timeZone must be an IANA time zone such as Europe/Berlin, got {time_zone!r}"
+        ) from None
+    values = {
+        "contact_id": contact_id,
+        "first_name": first_name,
+        "last_name": last_name,
+        "phone_number": phone_number,
+        "alternate_phone_number": alternate_phone_number,
+        "email": email,
+        "time_zone": time_zone,
+    }
+    contact: Contact = await _upsert(session, Contact, values, "contact_id")
+    return contact
+
+
+async def start_job(
+    session: AsyncSession, *, job_id: int, campaign_name: str, started_at: dt.datetime
+) -> Job:
+    """Record a job of a running campaign; starting the same job again returns it."""
+    campaign = await _campaign_for_share(session, campaign_name)
+    existing = await session.get(Job, job_id)
+    if existing is not None:
+        if existing.campaign_id != campaign.id:
+            raise ConflictError(f"job {job_id} already belongs to another campaign")
+        return existing
+    if campaign.state is not CampaignState.RUNNING:
+        raise ConflictError(
+            f"campaign {campaign_name!r} is {campaign.state.value}; it runs no jobs"
+        )
+    job = Job(job_id=job_id, campaign_id=campaign.id, started_at=started_at, state=JobState.ACTIVE)
+    session.add(job)
+    await session.flush()
+    return job
+
+
+# Callbacks --------------------------------------------------------------------------------
+
+
+async def schedule_callback(
+    session: AsyncSession,
+    *,
+    callback_id: str | None,
+    callback_type: CallbackType,
+    job_id: int,
+    creator_agent_id: str,
+    created_for_agent_id: str | None,
+    contact_id: str,
+    call_id: str,
+    created_at: dt.datetime,
+    scheduled_start_at: dt.datetime,
+    scheduled_end_at: dt.datetime,
+    now: dt.datetime,
+) -> tuple[Callback, list[StatusChange]]:
+    """Schedule a callback; earlier ACTIVE ones of the same agent, contact and call become
+    OVERWRITTEN (or this one does, if a later one is already ACTIVE)."""
+    if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id is None:
+        raise BadUserInputError(
+            f"createdForAgentId is required for {callback_type.value} callbacks"
+        )
+    if callback_type not in AGENT_CALLBACK_TYPES and created_for_agent_id is not None:
+        raise BadUserInputError(
+            f"createdForAgentId is only for AGENT and STRICT_AGENT callbacks, "
+            f"not {callback_type.value}; the campaign is what a {callback_type.value} "
+            "callback is created for"
+        )
+    if scheduled_end_at < scheduled_start_at:
+        raise BadUserInputError("scheduledEndTime must not be before scheduledStartTime")
+    _require_text(callId=call_id)
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist; start it with startJob")
+    campaign = await session.get_one(Campaign, job.campaign_id, with_for_update={"read": True})
+    if campaign.state is not CampaignState.RUNNING:
+        raise ConflictError(
+            f"campaign {campaign.name!r} is {campaign.state.value}; it takes no new callbacks"
+        )
+    for role, agent_id in (
+        ("creatorAgentId", creator_agent_id),
+        ("createdForAgentId", created_for_agent_id),
+    ):
+        if agent_id is not None and await session.get(Agent, agent_id) is None:
+            raise NotFoundError(f"{role}: agent {agent_id!r} does not exist")
+    contact = await session.get(Contact, contact_id, with_for_update={"read": True})
+    if contact is None:
+        raise NotFoundError(f"contact {contact_id!r} does not exist")
+    if contact.excluded_at is not None:
+        raise ConflictError(f"contact {contact_id!r} is excluded; it takes no callbacks")
+    if callback_id is None:
+        callback_id = f"CB-{uuid.uuid4()}"
+    elif await session.get(Callback, callback_id) is not None:
+        raise ConflictError(f"callback {callback_id!r} already exists")
+
+    await _serialize_per_call(session, creator_agent_id, contact_id, call_id)
+    same_call = (
+        (Callback.creator_agent_id == creator_agent_id)
+        & (Callback.contact_id == contact_id)
+        & (Callback.call_id == call_id)
+        & (Callback.status == ACTIVE)
+    )
+    later = await session.scalar(
+        select(func.count()).where(same_call, Callback.created_at > created_at)
+    )
+    changes: list[StatusChange] = []
+    status = ACTIVE
+    if later:
+        # Fed out of order: a later callback of this call is already the ACTIVE one.
+        status = CallbackStatus.OVERWRITTEN
+    else:
+        changes = await _change_status(session, same_call, CallbackStatus.OVERWRITTEN, now)
+    callback = Callback(
+        callback_id=callback_id,
+        callback_type=callback_type,
+        campaign_id=campaign.id,
+        job_id=job_id,
+        creator_agent_id=creator_agent_id,
+        created_for_agent_id=created_for_agent_id,
+        contact_id=contact_id,
+        call_id=call_id,
+        created_at=created_at,
+        scheduled_start_at=scheduled_start_at,
+        scheduled_end_at=scheduled_end_at,
+        status=status,
+    )
+    session.add(callback)
+    await session.flush()
+    changes.append(StatusChange(callback_id, None, status, now))
+    return callback, changes
+
+
+async def record_callback_attempt(
+    session: AsyncSession,
+    *,
+    callback_id: str,
+    attempted_at: dt.datetime,
+    agent_id: str | None,
+    custom_completion_code: str | None,
+    system_completion_code: SystemCompletionCode | None,
+    dummy: bool | None,
+    completed: bool,
+    now: dt.datetime,
+) -> tuple[Callback, list[StatusChange]]:
+    """Record an attempt on an ACTIVE callback; `completed` makes it COMPLETED."""
+    if (
+        system_completion_code is not None
+        and system_completion_code not in _RECORDABLE_SYSTEM_CODES
+    ):
+        raise BadUserInputError(
+            f"systemCompletionCode {system_completion_code.value} is set by its own operation "
+            "(expireDueCallbacks, excludeContact, postponeCallback)"
+        )
+    restricted = system_completion_code is not None
+    if dummy is None:
+        dummy = restricted
+    if restricted and not dummy:
+        raise BadUserInputError("a restricted attempt is a dummy attempt: nobody was dialled")
+    if dummy and not restricted:
+        raise BadUserInputError("a dummy attempt needs a systemCompletionCode saying why")
+    if completed and (dummy or agent_id is None):
+        raise BadUserInputError("completed needs a real attempt with the agentId who served it")
+    callback = await _active_callback_for_update(session, callback_id)
+    if attempted_at < callback.created_at:
+        raise BadUserInputError(
+            f"attemptTime {attempted_at.isoformat()} is before the callback's creationTime "
+            f"{callback.created_at.isoformat()}"
+        )
+    if agent_id is not None:
+        if await session.get(Agent, agent_id) is None:
+            raise NotFoundError(f"agent {agent_id!r} does not exist")
+        await _check_strict_agent(session, callback, agent_id)
+    attempt = CallbackAttempt(
+        callback_id=callback_id,
+        attempted_at=attempted_at,
+        agent_id=agent_id,
+        custom_completion_code=custom_completion_code,
+        system_completion_code=system_completion_code,
+        is_dummy=dummy,
+    )
+    session.add(attempt)
+    _summarize_latest_attempt(callback, attempt)
+    await session.flush()
+    changes: list[StatusChange] = []
+    if completed:
+        changes = await _change_status(
+            session, Callback.callback_id == callback_id, CallbackStatus.COMPLETED, now
+        )
+        await session.refresh(callback)
+    return callback, changes
+
+
+async def postpone_callback(
+    session: AsyncSession,
+    *,
+    callback_id: str,
+    scheduled_start_at: dt.datetime,
+    scheduled_end_at: dt.datetime,
+    now: dt.datetime,
+) -> Callback:
+    """Move an ACTIVE callback's schedule, recording a CALLBACK_POSTPONED dummy attempt."""
+    if scheduled_end_at < scheduled_start_at:
+        raise BadUserInputError("scheduledEndTime must not be before scheduledStartTime")
+    callback = await _active_callback_for_update(session, callback_id)
+    attempt = CallbackAttempt(
+        callback_id=callback_id,
+        attempted_at=now,
+        system_completion_code=SystemCompletionCode.CALLBACK_POSTPONED,
+        is_dummy=True,
+    )
+    session.add(attempt)
+    callback.scheduled_start_at = scheduled_start_at
+    callback.scheduled_end_at = scheduled_end_at
+    _summarize_latest_attempt(callback, attempt)
+    await session.flush()
+    return callback
+
+
+async def expire_due_callbacks(
+    session: AsyncSession, *, as_of: dt.datetime, now: dt.datetime
+) -> list[StatusChange]:
+    """Expire every ACTIVE callback whose scheduled end is at or before `as_of`, each with a
+    CALLBACK_EXPIRED dummy attempt at its scheduled end."""
+    expired = await session.execute(
+        update(Callback)
+        .where(Callback.status == ACTIVE, Callback.scheduled_end_at <= as_of)
+        .values(
+            status=CallbackStatus.EXPIRED,
+            serviced_by_agent_id=None,
+            last_attempt_at=Callback.scheduled_end_at,
+            custom_completion_code=None,
+            system_completion_code=SystemCompletionCode.CALLBACK_EXPIRED,
+        )
+        .returning(Callback.callback_id, Callback.scheduled_end_at)
+        .execution_options(synchronize_session=False)
+    )
+    rows = expired.all()
+    await _insert_dummy_attempts(
+        session,
+        [(callback_id, end) for callback_id, end in rows],
+        SystemCompletionCode.CALLBACK_EXPIRED,
+    )
+    return [
+        StatusChange(callback_id, ACTIVE, CallbackStatus.EXPIRED, now) for callback_id, _ in rows
+    ]
+
+
+async def terminate_campaign(
+    session: AsyncSession, *, name: str, finished: bool, now: dt.datetime
+) -> list[StatusChange]:
+    """End a running campaign; all its ACTIVE callbacks become CAMPAIGN_TERMINATED at once."""
+    campaign = await session.scalar(select(Campaign).where(Campaign.name == name).with_for_update())
+    if campaign is None:
+        raise NotFoundError(f"campaign {name!r} does not exist")
+    if campaign.state is not CampaignState.RUNNING:
+        raise ConflictError(f"campaign {name!r} is already {campaign.state.value}")
+    campaign.state = CampaignState.FINISHED if finished else CampaignState.TERMINATED
+    campaign.ended_at = now
+    await session.execute(
+        update(Job)
+        .where(Job.campaign_id == campaign.id, Job.ended_at.is_(None))
+        .values(state=JobState.COMPLETED, ended_at=func.coalesce(Job.ended_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return await _change_status(
+        session, Callback.campaign_id == campaign.id, CallbackStatus.CAMPAIGN_TERMINATED, now
+    )
+
+
+async def exclude_contact(
+    session: AsyncSession, *, contact_id: str, now: dt.datetime
+) -> list[StatusChange]:
+    """Put a contact on the exclusion list; its ACTIVE callbacks become CONTACT_EXCLUDED, each
+    with a dummy attempt. Excluding an excluded contact changes nothing."""
+    contact = await session.get(Contact, contact_id, with_for_update=True)
+    if contact is None:
+        raise NotFoundError(f"contact {contact_id!r} does not exist")
+    if contact.excluded_at is not None:
+        return []
+    contact.excluded_at = now
+    await session.flush()
+    changes = await _change_status(
+        session,
+        Callback.contact_id == contact_id,
+        CallbackStatus.CONTACT_EXCLUDED,
+        now,
+        summary={
+            "serviced_by_agent_id": None,
+            "last_attempt_at": now,
+            "custom_completion_code": None,
+            "system_completion_code": SystemCompletionCode.CONTACT_EXCLUDED,
+        },
+    )
+    await _insert_dummy_attempts(
+        session,
+        [(change.callback_id, now) for change in changes],
+        SystemCompletionCode.CONTACT_EXCLUDED,
+    )
+    return changes
+
+
+# Shared steps -----------------------------------------------------------------------------
+
+
+async def _change_status(
+    session: AsyncSession,
+    which: ColumnElement[bool],
+    status: CallbackStatus,
+    now: dt.datetime,
+    *,
+    summary: dict[str, Any] | None = None,
+) -> list[StatusChange]:
+    """Move the ACTIVE callbacks matching `which` to `status` in one statement."""
+    changed = await session.execute(
+        update(Callback)
+        .where(which, Callback.status == ACTIVE)
+        .values(status=status, **(summary or {}))
+        .returning(Callback.callback_id)
+        .execution_options(synchronize_session=False)
+    )
+    return [StatusChange(callback_id, ACTIVE, status, now) for (callback_id,) in changed]
+
+
+async def _insert_dummy_attempts(
+    session: AsyncSession,
+    attempts: Sequence[tuple[str, dt.datetime]],
+    code: SystemCompletionCode,
+) -> None:
+    if not attempts:
+        return
+    await session.execute(
+        insert(CallbackAttempt),
+        [
+            {
+                "callback_id": callback_id,
+                "attempted_at": attempted_at,
+                "agent_id": None,
+                "custom_completion_code": None,
+                "system_completion_code": code,
+                "is_dummy": True,
+            }
+            for callback_id, attempted_at in attempts
+        ],
+    )
+
+
+async def _active_callback_for_update(session: AsyncSession, callback_id: str) -> Callback:
+    callback = await session.get(
+        Callback, callback_id, with_for_update=True, populate_existing=True
+    )
+    if callback is None:
+        raise NotFoundError(f"callback {callback_id!r} does not exist")
+    if callback.status is not ACTIVE:
+        raise ConflictError(
+            f"callback {callback_id!r} is {callback.status.value}, a terminal status; "
+            "it never changes again"
+        )
+    return callback
+
+
+async def _check_strict_agent(session: AsyncSession, callback: Callback, agent_id: str) -> None:
+    """A strict-agent callback goes to its assigned agent until the campaign's maximum
+    attempts to that agent are used up; only then may another agent take it."""
+    assigned = callback.created_for_agent_id
+    if callback.callback_type is not CallbackType.STRICT_AGENT or agent_id == assigned:
+        return
+    campaign = await session.get_one(Campaign, callback.campaign_id)
+    made = await session.scalar(
+        select(func.count()).where(
+            CallbackAttempt.callback_id == callback.callback_id,
+            CallbackAttempt.agent_id == assigned,
+            CallbackAttempt.is_dummy.is_(False),
+        )
+    )
+    if (made or 0) < campaign.max_attempts:
+        raise ConflictError(
+            f"strict-agent callback {callback.callback_id!r} belongs to agent {assigned!r} "
+            f"until {campaign.max_attempts} attempts to that agent ({made} so far)"
+        )
+
+
+def _summarize_latest_attempt(callback: Callback, attempt: CallbackAttempt) -> None:
+    """Keep the report's latest-attempt columns in step; an older attempt changes nothing."""
+    if callback.last_attempt_at is not None and attempt.attempted_at < callback.last_attempt_at:
+        return
+    callback.last_attempt_at = attempt.attempted_at
+    callback.serviced_by_agent_id = attempt.agent_id
+    callback.custom_completion_code = attempt.custom_completion_code
+    callback.system_completion_code = attempt.system_completion_code
+
+
+async def _serialize_per_call(
+    session: AsyncSession, creator_agent_id: str, contact_id: str, call_id: str
+) -> None:
+    """Make concurrent schedules on one (agent, contact, call) take turns, so each sees the
+    one before it and exactly one stays ACTIVE. SQLite's write transactions already do."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"callback-call\x1f{creator_agent_id}\x1f{contact_id}\x1f{call_id}"},
+        )
+
+
+async def _campaign_for_share(session: AsyncSession, name: str) -> Campaign:
+    campaign = await session.scalar(
+        select(Campaign).where(Campaign.name == name).with_for_update(read=True)
+    )
+    if campaign is None:
+        raise NotFoundError(f"campaign {name!r} does not exist")
+    return campaign
+
+
+def _require_text(**values: str) -> None:
+    for name, value in values.items():
+        if not value.strip():
+            raise BadUserInputError(f"{name} must not be empty")

@@ -1,0 +1,68 @@
+"""Status changes end to end: made in a transaction, published once it commits, delivered."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.callbacks.lifecycle import StatusChange
+from service.events.hub import EventHub
+from service.events.transports import (
+    EventTransport,
+    InProcessTransport,
+    PostgresqlNotifyTransport,
+    RedisTransport,
+)
+from service.settings import Settings
+
+ResultT = TypeVar("ResultT")
+
+Operation = Callable[[AsyncSession], Awaitable[tuple[ResultT, list[StatusChange]]]]
+
+
+class CallbackEvents:
+    """The chosen transport and this instance's hub, started and stopped together."""
+
+    def __init__(self, transport: EventTransport, hub: EventHub) -> None:
+        self.transport = transport
+        self.hub = hub
+
+    async def start(self) -> None:
+        await self.hub.start()
+        await self.transport.start(self.hub)
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+        await self.hub.stop()
+
+    async def run(
+        self, write_session_maker: async_sessionmaker[AsyncSession], operation: Operation[ResultT]
+    ) -> ResultT:
+        """Run an operation in one transaction; publish its status changes after commit."""
+        async with write_session_maker() as session, session.begin():
+            result, changes = await operation(session)
+            await self.transport.stage(session, changes)
+        await self.transport.publish(changes)
+        return result
+
+
+def create_callback_events(
+    settings: Settings, session_maker: async_sessionmaker[AsyncSession]
+) -> CallbackEvents:
+    """Redis when REDIS_URL is set, else LISTEN/NOTIFY on PostgreSQL, else in-process."""
+    transport: EventTransport
+    if settings.redis_url:
+        transport = RedisTransport(settings.redis_url)
+    elif not settings.is_sqlite:
+        transport = PostgresqlNotifyTransport(settings.database_url)
+    else:
+        transport = InProcessTransport()
+    return CallbackEvents(transport, EventHub(session_maker, backlog=settings.subscriber_backlog))
+
+
+def utc_now() -> dt.datetime:
+    """The current instant, aware."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,210 @@
+"""Status changes reaching this instance, fanned out to its subscribers.
+
+Transports hand the hub small messages (callback ID, statuses, time); the hub loads each batch
+of callbacks once, in one statement, and gives every subscriber whose filter matches its own
+copy through a bounded queue. A subscriber that falls behind is closed with an error instead of
+slowing anyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.callbacks.lifecycle import StatusChange
+from service.callbacks.models import Callback, CallbackStatus
+from service.campaigns.models import Campaign
+from service.errors import ClientError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SUBSCRIBER_BACKLOG = 1000
+
+
+class SubscriberTooSlowError(ClientError):
+    """The subscriber did not keep up with its changes and was closed."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
+def encode_changes(changes: Sequence[StatusChange]) -> list[str]:
+    """Wire form: a JSON array per change, small enough for any transport."""
+    return [
+        json.dumps(
+            [
+                change.callback_id,
+                change.previous_status.value if change.previous_status else None,
+                change.status.value,
+                change.changed_at.isoformat(),
+            ],
+            separators=(",", ":"),
+        )
+        for change in changes
+    ]
+
+
+def decode_change(item: Sequence[Any]) -> StatusChange:
+    """Read one change in wire form (already parsed from JSON)."""
+    callback_id, previous, status, changed_at = item
+    return StatusChange(
+        callback_id=callback_id,
+        previous_status=CallbackStatus(previous) if previous else None,
+        status=CallbackStatus(status),
+        changed_at=dt.datetime.fromisoformat(changed_at),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredChange:
+    """A change with the callback as it was loaded on arrival."""
+
+    callback: Callback
+    campaign_name: str
+    previous_status: CallbackStatus | None
+    status: CallbackStatus
+    changed_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFilter:
+    """What a subscriber wants; None means any."""
+
+    campaign_names: frozenset[str] | None = None
+    creator_agent_id: str | None = None
+    contact_id: str | None = None
+    statuses: frozenset[CallbackStatus] | None = None
+
+    def matches(self, change: DeliveredChange) -> bool:
+        return (
+            (self.campaign_names is None or change.campaign_name in self.campaign_names)
+            and (
+                self.creator_agent_id is None
+                or change.callback.creator_agent_id == self.creator_agent_id
+            )
+            and (self.contact_id is None or change.callback.contact_id == self.contact_id)
+            and (self.statuses is None or change.status in self.statuses)
+        )
+
+
+class Subscriber:
+    """One subscription's bounded backlog of changes."""
+
+    def __init__(self, change_filter: ChangeFilter, backlog: int) -> None:
+        self.change_filter = change_filter
+        self._backlog = backlog
+        self._pending: collections.deque[DeliveredChange] = collections.deque()
+        self._ready = asyncio.Event()
+        self.overflowed = False
+
+    def offer(self, change: DeliveredChange) -> None:
+        if self.overflowed or not self.change_filter.matches(change):
+            return
+        if len(self._pending) >= self._backlog:
+            self.overflowed = True
+            self._pending.clear()
+        else:
+            self._pending.append(change)
+        self._ready.set()
+
+    async def changes(self) -> AsyncIterator[DeliveredChange]:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if self.overflowed:
+                raise SubscriberTooSlowError(
+                    f"subscription closed: more than {self._backlog} changes waited for this "
+                    "client; resubscribe and read faster, or narrow the filter"
+                )
+            while self._pending:
+                yield self._pending.popleft()
+
+
+class EventHub:
+    """This instance's subscribers, fed by whichever transport carries the changes."""
+
+    def __init__(
+        self,
+        session_maker: async_sessionmaker[AsyncSession],
+        *,
+        backlog: int = DEFAULT_SUBSCRIBER_BACKLOG,
+    ) -> None:
+        self._session_maker = session_maker
+        self._backlog = backlog
+        self._subscribers: set[Subscriber] = set()
+        self._inbox: asyncio.Queue[StatusChange] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        self._worker = asyncio.create_task(self._deliver_forever(), name="event-hub")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    def receive(self, changes: Iterable[StatusChange]) -> None:
+        """Take changes from a transport; delivery happens on the hub's own task."""
+        if not self._subscribers:
+            return
+        for change in changes:
+            self._inbox.put_nowait(change)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, change_filter: ChangeFilter) -> AsyncIterator[Subscriber]:
+        """Register a subscriber for as long as the block runs."""
+        subscriber = Subscriber(change_filter, self._backlog)
+        self._subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            try:
+                delivered = await self._load(batch)
+            except Exception:
+                logger.exception("could not load %d status changes for subscribers", len(batch))
+                continue
+            for change in delivered:
+                for subscriber in list(self._subscribers):
+                    subscriber.offer(change)
+
+    async def _load(self, batch: Sequence[StatusChange]) -> list[DeliveredChange]:
+        """Load the batch's callbacks in one statement, as they are now."""
+        async with self._session_maker() as session:
+            rows = await session.execute(
+                select(Callback, Campaign.name)
+                .join(Campaign, Callback.campaign_id == Campaign.id)
+                .where(Callback.callback_id.in_({change.callback_id for change in batch}))
+            )
+            found = {callback.callback_id: (callback, name) for callback, name in rows}
+        delivered = []
+        for change in batch:
+            if change.callback_id in found:
+                callback, name = found[change.callback_id]
+                delivered.append(
+                    DeliveredChange(
+                        callback, name, change.previous_status, change.status, change.changed_at
+                    )
+                )
+        return delivered

@@ -1,0 +1,197 @@
+"""How status changes travel from the transaction that made them to every instance's hub.
+
+In-process for the embedded SQLite default; PostgreSQL LISTEN/NOTIFY when the database is
+PostgreSQL, so every instance sharing it hears every change; Redis pub/sub when REDIS_URL is
+set. Only IDs and statuses travel; receivers load the callbacks themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+import redis.asyncio as redis
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.callbacks.lifecycle import StatusChange
+from service.events.hub import EventHub, decode_change, encode_changes
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "pomreport_callback_status"
+# NOTIFY payloads must stay under 8000 bytes; one change is well under 200.
+_NOTIFY_BATCH_BYTES = 7000
+_RECONNECT_SECONDS = 1.0
+
+
+class EventTransport(Protocol):
+    """Carries committed status changes to the hubs of all instances."""
+
+    async def start(self, hub: EventHub) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def stage(self, session: AsyncSession, changes: Sequence[StatusChange]) -> None:
+        """Called inside the transaction that made the changes."""
+
+    async def publish(self, changes: Sequence[StatusChange]) -> None:
+        """Called after that transaction committed."""
+
+
+class InProcessTransport:
+    """Changes go straight to this process's hub; for a single instance."""
+
+    def __init__(self) -> None:
+        self._hub: EventHub | None = None
+
+    async def start(self, hub: EventHub) -> None:
+        self._hub = hub
+
+    async def stop(self) -> None:
+        self._hub = None
+
+    async def stage(self, session: AsyncSession, changes: Sequence[StatusChange]) -> None:
+        return None
+
+    async def publish(self, changes: Sequence[StatusChange]) -> None:
+        if self._hub is not None:
+            self._hub.receive(changes)
+
+
+class PostgresqlNotifyTransport:
+    """NOTIFY inside the transaction: PostgreSQL delivers it exactly when the transaction
+    commits, and never if it rolls back. Each instance LISTENs on its own connection."""
+
+    def __init__(self, database_url: URL) -> None:
+        self._dsn = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._hub: EventHub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self, hub: EventHub) -> None:
+        self._hub = hub
+        self._listener = asyncio.create_task(self._listen_forever(), name="postgresql-events")
+
+    async def stop(self) -> None:
+        await _cancel(self._listener)
+        self._listener = None
+
+    async def _listen_forever(self) -> None:
+        """LISTEN on a connection of its own; when it drops, reconnect (the database may be
+        restarting) rather than give up."""
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(self._dsn, timeout=10)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await connection.add_listener(CHANNEL, self._on_notification)
+                self.listening.set()
+                await lost.wait()
+                logger.warning("lost the PostgreSQL LISTEN connection; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                logger.warning("cannot LISTEN for status changes (%s); retrying", error)
+            finally:
+                self.listening.clear()
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=2)
+            await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def stage(self, session: AsyncSession, changes: Sequence[StatusChange]) -> None:
+        for payload in _batches(encode_changes(changes), _NOTIFY_BATCH_BYTES):
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANNEL, "payload": payload},
+            )
+
+    async def publish(self, changes: Sequence[StatusChange]) -> None:
+        return None
+
+    def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        if self._hub is not None:
+            self._hub.receive(_decode_batch(str(payload)))
+
+
+class RedisTransport:
+    """PUBLISH after commit; each instance SUBSCRIBEs. A crash between commit and publish
+    loses those events (an outbox table would close that gap)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._client: redis.Redis = redis.Redis.from_url(redis_url)
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self, hub: EventHub) -> None:
+        self._listener = asyncio.create_task(self._listen_forever(hub), name="redis-events")
+
+    async def stop(self) -> None:
+        await _cancel(self._listener)
+        self._listener = None
+        await self._client.aclose()
+
+    async def _listen_forever(self, hub: EventHub) -> None:
+        while True:
+            try:
+                await self._listen(hub)
+            except (OSError, redis.RedisError) as error:
+                logger.warning("cannot SUBSCRIBE for status changes (%s); retrying", error)
+            self.listening.clear()
+            await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def stage(self, session: AsyncSession, changes: Sequence[StatusChange]) -> None:
+        return None
+
+    async def publish(self, changes: Sequence[StatusChange]) -> None:
+        for payload in _batches(encode_changes(changes), 256_000):
+            await self._client.publish(CHANNEL, payload)
+
+    async def _listen(self, hub: EventHub) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(CHANNEL)
+            self.listening.set()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    data = message["data"]
+                    hub.receive(_decode_batch(data.decode() if isinstance(data, bytes) else data))
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _batches(messages: list[str], limit: int) -> list[str]:
+    """Join messages into JSON arrays of at most `limit` bytes each."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 2
+    for message in messages:
+        if current and size + len(message) + 1 > limit:
+            payloads.append("[" + ",".join(current) + "]")
+            current, size = [], 2
+        current.append(message)
+        size += len(message) + 1
+    if current:
+        payloads.append("[" + ",".join(current) + "]")
+    return payloads
+
+
+def _decode_batch(payload: str) -> list[StatusChange]:
+    try:
+        return [decode_change(item) for item in json.loads(payload)]
+    except (ValueError, TypeError, KeyError):
+        logger.warning("ignoring a malformed status-change payload: %.200s", payload)
+        return []

@@ -1,0 +1,59 @@
+"""Live status changes of callbacks, filtered on the server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from service.callbacks.models import CallbackStatus
+from service.context import Info
+from service.events.hub import ChangeFilter
+from service.graph.nodes import CallbackNode
+
+
+@strawberry.input(description="Which changes to receive; all given conditions must hold.")
+class CallbackStatusChangedFilter:
+    campaign_names: list[str] | None = None
+    creator_agent_id: str | None = None
+    contact_id: str | None = None
+    statuses: list[CallbackStatus] | None = strawberry.field(
+        default=None, description="New statuses to receive."
+    )
+
+
+@strawberry.type(description="A callback's status changed (or it was scheduled: no previous).")
+class CallbackStatusChange:
+    callback: CallbackNode
+    previous_status: CallbackStatus | None
+    status: CallbackStatus
+    changed_at: dt.datetime
+
+
+@strawberry.type(description="Live updates.")
+class Subscription:
+    @strawberry.subscription(
+        description="Every status change of a callback, after its transaction commits."
+    )
+    async def callback_status_changed(
+        self,
+        info: Info,
+        filter: CallbackStatusChangedFilter | None = None,
+    ) -> AsyncGenerator[CallbackStatusChange, None]:
+        wanted = filter or CallbackStatusChangedFilter()
+        change_filter = ChangeFilter(
+            campaign_names=frozenset(wanted.campaign_names) if wanted.campaign_names else None,
+            creator_agent_id=wanted.creator_agent_id,
+            contact_id=wanted.contact_id,
+            statuses=frozenset(wanted.statuses) if wanted.statuses else None,
+        )
+        async with info.context.events.hub.subscribe(change_filter) as subscriber:
+            async for change in subscriber.changes():
+                info.context.refresh_loaders()
+                yield CallbackStatusChange(
+                    callback=CallbackNode.from_row(change.callback),
+                    previous_status=change.previous_status,
+                    status=change.status,
+                    changed_at=change.changed_at,
+                )
