@@ -469,6 +469,16 @@ def bench_graphql_floor(
     return seconds
 
 
+def cpu_check(rounds: int = 100) -> Summary:
+    """A fixed piece of Python work, timed: how steady the CPU is while the benchmark runs."""
+    seconds: list[float] = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        sum(i * i for i in range(100_000))
+        seconds.append(time.perf_counter() - started)
+    return Summary.of(seconds)
+
+
 # --- 3. where the time goes ---------------------------------------------------------------------
 
 
@@ -696,6 +706,7 @@ def run(arguments: argparse.Namespace) -> None:
         flush=True,
     )
 
+    cpu_before = cpu_check()
     statements, data = capture_statements(settings, variables)
     print(f"captured {len(statements)} statements per request", flush=True)
     print(f"service: {warmup} warm-up + {requests} requests over HTTP ...", flush=True)
@@ -716,6 +727,7 @@ def run(arguments: argparse.Namespace) -> None:
     )
     in_process = bench_in_process(settings, dsn, variables, rows, warmup, local_requests, profiled)
     local = Summary.of(in_process.seconds)
+    cpu_after = cpu_check()
 
     print()
     print(f"| measure ({requests} requests unless said) | median ms | p90 ms | p99 ms |")
@@ -725,6 +737,8 @@ def run(arguments: argparse.Namespace) -> None:
     print(f"| floor + the service's transactions per statement | {_ms(wrapped)} |")
     print(f"| graphql-core alone over the response as dicts, no SQL | {_ms(graphql_floor)} |")
     print(f"| service in-process, ASGI without HTTP ({local_requests} requests) | {_ms(local)} |")
+    print(f"| CPU check before: a fixed Python loop (100 runs) | {_ms(cpu_before)} |")
+    print(f"| CPU check after: the same loop | {_ms(cpu_after)} |")
     print()
     print(
         f"service/floor: median {service.median / floor.median:.1f}x, "

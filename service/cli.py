@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[Settings, argparse.Namespace], int] = arguments.command
     try:
         settings = Settings.from_environment(os.environ)
+        if settings.is_sqlite and command is not _export_schema:
+            _open_sqlite_file(settings)
         return command(settings, arguments)
     except SettingsError as error:
         print(f"pomreport: configuration error: {error}", file=sys.stderr)
@@ -142,6 +144,16 @@ async def _check_database_ready(settings: Settings) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def _open_sqlite_file(settings: Settings) -> None:
+    """Open the SQLite file with the standard driver first: an unusable path then fails here,
+    synchronously, instead of inside aiosqlite's worker thread."""
+    connection = sqlite3.connect(settings.database_url.database or "")
+    try:
+        connection.execute("PRAGMA schema_version")
+    finally:
+        connection.close()
 
 
 def _export_schema(_settings: Settings, _arguments: argparse.Namespace) -> int:

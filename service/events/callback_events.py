@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.callbacks.lifecycle import StatusChange
@@ -19,6 +21,18 @@ from service.events.transports import (
 from service.settings import Settings
 
 ResultT = TypeVar("ResultT")
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 5
+# deadlock_detected, serialization_failure
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return str(code) if code else None
+
 
 Operation = Callable[[AsyncSession], Awaitable[tuple[ResultT, list[StatusChange]]]]
 
@@ -41,12 +55,25 @@ class CallbackEvents:
     async def run(
         self, write_session_maker: async_sessionmaker[AsyncSession], operation: Operation[ResultT]
     ) -> ResultT:
-        """Run an operation in one transaction; publish its status changes after commit."""
-        async with write_session_maker() as session, session.begin():
-            result, changes = await operation(session)
-            await self.transport.stage(session, changes)
-        await self.transport.publish(changes)
-        return result
+        """Run an operation in one transaction; publish its status changes after commit.
+
+        PostgreSQL may abort one of two transactions that lock the same callbacks in opposite
+        orders (a campaign's termination against a completion); the aborted one left nothing
+        behind, so it runs again from the start.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with write_session_maker() as session, session.begin():
+                    result, changes = await operation(session)
+                    await self.transport.stage(session, changes)
+            except DBAPIError as error:
+                if attempt == _ATTEMPTS or _sqlstate(error) not in _RETRYABLE_SQLSTATES:
+                    raise
+                logger.info("transaction aborted (%s); running it again", _sqlstate(error))
+                continue
+            await self.transport.publish(changes)
+            return result
+        raise AssertionError("unreachable")
 
 
 def create_callback_events(

@@ -29,6 +29,7 @@ CHANNEL = "pomreport_callback_status"
 # NOTIFY payloads must stay under 8000 bytes; one change is well under 200.
 _NOTIFY_BATCH_BYTES = 7000
 _RECONNECT_SECONDS = 1.0
+_STARTUP_WAIT_SECONDS = 3.0
 
 
 class EventTransport(Protocol):
@@ -78,6 +79,7 @@ class PostgresqlNotifyTransport:
     async def start(self, hub: EventHub) -> None:
         self._hub = hub
         self._listener = asyncio.create_task(self._listen_forever(), name="postgresql-events")
+        await _wait_briefly(self.listening)
 
     async def stop(self) -> None:
         await _cancel(self._listener)
@@ -131,6 +133,7 @@ class RedisTransport:
 
     async def start(self, hub: EventHub) -> None:
         self._listener = asyncio.create_task(self._listen_forever(hub), name="redis-events")
+        await _wait_briefly(self.listening)
 
     async def stop(self) -> None:
         await _cancel(self._listener)
@@ -164,6 +167,13 @@ class RedisTransport:
                     hub.receive(_decode_batch(data.decode() if isinstance(data, bytes) else data))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _wait_briefly(listening: asyncio.Event) -> None:
+    """Give the listener a moment, so changes right after start reach early subscribers; an
+    unreachable broker must not keep the service from starting, so go on after that."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(listening.wait(), _STARTUP_WAIT_SECONDS)
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -1,0 +1,282 @@
+"""Subscriptions against real servers over TCP with a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from sqlalchemy.engine import URL
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from service.app import create_app
+from service.settings import Settings
+from tests.callbacks.test_lifecycle import SCHEDULE, T0, _iso
+from tests.conftest import PostgresqlDatabases
+
+SUBSCRIPTION = """subscription {
+  callbackStatusChanged { previousStatus status callback { callbackId } }
+}"""
+SETUP = """mutation {
+  upsertCampaign(input: {name: "Spring Renewals", campaignType: FINITE,
+                         strategy: "Sales_Strategy", maxAttempts: 2}) { name }
+  upsertAgent(input: {agentId: "A1", name: "Ava"}) { agentId }
+  upsertContact(input: {contactId: "C1", firstName: "Noah", lastName: "Kim",
+                        phone: "+1 555 0100", timeZone: "America/Chicago"}) { contactId }
+}"""
+START_JOB = 'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }'
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _schedule_variables(callback_id: str) -> dict[str, Any]:
+    return {
+        "input": {
+            "callbackId": callback_id,
+            "callbackType": "CAMPAIGN",
+            "jobId": 7,
+            "creatorAgentId": "A1",
+            "contactId": "C1",
+            "callId": callback_id,
+            "creationTime": _iso(T0),
+            "scheduledStartTime": _iso(T0),
+            "scheduledEndTime": "2099-01-01T00:00:00Z",
+        }
+    }
+
+
+async def _post(
+    base_url: str, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        body: dict[str, Any] = (
+            await client.post("/graphql", json={"query": query, "variables": variables})
+        ).json()
+    assert "errors" not in body, body
+    return body
+
+
+async def _prepare(base_url: str) -> None:
+    await _post(base_url, SETUP)
+    await _post(base_url, START_JOB)
+
+
+class _Protocol:
+    """The two WebSocket subprotocols' message names."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        legacy = name == "graphql-ws"
+        self.subscribe, self.next, self.complete = (
+            ("start", "data", "stop") if legacy else ("subscribe", "next", "complete")
+        )
+
+
+@pytest.fixture(params=["graphql-transport-ws", "graphql-ws"])
+def protocol(request: pytest.FixtureRequest) -> _Protocol:
+    return _Protocol(request.param)
+
+
+async def _subscribe(url: str, protocol: _Protocol) -> websockets.ClientConnection:
+    connection = await websockets.connect(url, subprotocols=[websockets.Subprotocol(protocol.name)])
+    await connection.send(json.dumps({"type": "connection_init", "payload": {}}))
+    ack = json.loads(await asyncio.wait_for(connection.recv(), 5))
+    assert ack["type"] == "connection_ack", ack
+    await connection.send(
+        json.dumps({"id": "1", "type": protocol.subscribe, "payload": {"query": SUBSCRIPTION}})
+    )
+    return connection
+
+
+async def _next_change(
+    connection: websockets.ClientConnection, protocol: _Protocol, within_seconds: float
+) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(connection.recv(), within_seconds))
+        if message["type"] == "ka":
+            continue
+        assert message["type"] == protocol.next, message
+        change: dict[str, Any] = message["payload"]["data"]["callbackStatusChanged"]
+        return change
+
+
+# In-process server, so the test can look inside it --------------------------------------
+
+
+class _LoopCapture:
+    """ASGI wrapper that remembers the server's event loop."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def served_app(database_url: URL) -> Iterator[tuple[_LoopCapture, str]]:
+    app = _LoopCapture(create_app(Settings(database_url=database_url, expiry_sweep_seconds=0)))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield app, f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+def _inside(app: _LoopCapture) -> tuple[int, int]:
+    """The server's subscriber count and live task count, read on its own loop."""
+
+    async def read() -> tuple[int, int]:
+        return app.app.state.events.hub.subscriber_count, len(asyncio.all_tasks())
+
+    assert app.loop is not None
+    return asyncio.run_coroutine_threadsafe(read(), app.loop).result(timeout=10)
+
+
+async def _settle(app: _LoopCapture, subscribers: int, tasks: int | None = None) -> tuple[int, int]:
+    """Wait (10 s at most) until the server has that many subscribers (and tasks)."""
+    deadline = time.monotonic() + 10
+    while True:
+        inside = await asyncio.to_thread(_inside, app)
+        settled = inside[0] == subscribers and (tasks is None or inside[1] == tasks)
+        if settled or time.monotonic() > deadline:
+            return inside
+        await asyncio.sleep(0.05)
+
+
+async def test_real_websocket_client_receives_changes_and_cleans_up(
+    served_app: tuple[_LoopCapture, str], protocol: _Protocol
+) -> None:
+    app, address = served_app
+    base_url = f"http://{address}"
+    await _prepare(base_url)
+    baseline = await asyncio.to_thread(_inside, app)
+    connection = await _subscribe(f"ws://{address}/graphql", protocol)
+    await _settle(app, 1)
+    await _post(base_url, SCHEDULE, _schedule_variables("CB1"))
+    change = await _next_change(connection, protocol, 5)
+    assert (change["callback"]["callbackId"], change["previousStatus"], change["status"]) == (
+        "CB1",
+        None,
+        "ACTIVE",
+    )
+    await connection.send(json.dumps({"id": "1", "type": protocol.complete}))
+    await connection.close()
+
+    # 100 clients that subscribe and vanish without saying goodbye leave nothing behind.
+    for _ in range(100):
+        dropped = await _subscribe(f"ws://{address}/graphql", protocol)
+        await dropped.close()
+    assert await _settle(app, 0, baseline[1]) == (0, baseline[1])
+
+
+# Separate `pomreport serve` processes -----------------------------------------------------
+
+
+@pytest.fixture
+def postgresql_url(postgresql_databases: PostgresqlDatabases) -> Iterator[URL]:
+    """Instances share events through PostgreSQL or Redis, so this runs on PostgreSQL only."""
+    url = postgresql_databases.create(migrated=True)
+    yield url
+    postgresql_databases.drop(url)
+
+
+@pytest.fixture(params=["postgresql-notify", "redis"])
+def transport_environment(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "redis":
+        return {"REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    return {}
+
+
+@contextlib.asynccontextmanager
+async def _serve(url: URL, extra: dict[str, str]) -> AsyncIterator[str]:
+    port = _free_port()
+    environment = {
+        **os.environ,
+        **extra,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "POMREPORT_EXPIRY_SWEEP_SECONDS": "0",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            while True:
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.returncode is None, "serve exited"
+                assert time.monotonic() < deadline, "serve did not become ready"
+                await asyncio.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_change_made_on_one_instance_reaches_subscribers_of_another(
+    postgresql_url: URL, transport_environment: dict[str, str]
+) -> None:
+    async with (
+        _serve(postgresql_url, transport_environment) as first,
+        _serve(postgresql_url, transport_environment) as second,
+    ):
+        await _prepare(f"http://{second}")
+        protocol = _Protocol("graphql-transport-ws")
+        connection = await _subscribe(f"ws://{first}/graphql", protocol)
+        # The subscription starts asynchronously: schedule until the first change arrives.
+        for number in range(50):
+            await _post(f"http://{second}", SCHEDULE, _schedule_variables(f"WARM{number}"))
+            try:
+                await _next_change(connection, protocol, 0.2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no change reached the other instance")
+        with_pending = True
+        while with_pending:  # drain changes from the warm-up
+            try:
+                await _next_change(connection, protocol, 0.3)
+            except TimeoutError:
+                with_pending = False
+        started = time.monotonic()
+        await _post(f"http://{second}", SCHEDULE, _schedule_variables("CB-MEASURED"))
+        change = await _next_change(connection, protocol, 1.0)
+        elapsed = time.monotonic() - started
+        assert change["callback"]["callbackId"] == "CB-MEASURED"
+        assert elapsed < 1.0
+        await connection.close()

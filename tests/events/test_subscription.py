@@ -1,0 +1,92 @@
+"""The subscription over both WebSocket protocols, in-process (ASGI), on both stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from starlette.testclient import WebSocketTestSession
+
+from tests.callbacks.test_lifecycle import T0, _iso, _schedule, _setup
+from tests.graphql_client import GraphQLClient
+
+SUBSCRIPTION = """
+subscription($filter: CallbackStatusChangedFilter) {
+  callbackStatusChanged(filter: $filter) {
+    previousStatus status changedAt
+    callback { callbackId callbackStatus campaignName contact { contactId } }
+  }
+}
+"""
+
+
+def wait_for_subscribers(api: GraphQLClient, count: int) -> None:
+    """Block until the hub has `count` subscribers, so no change is sent before they listen."""
+    hub = api.client.app.state.events.hub  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while hub.subscriber_count != count:
+        assert time.monotonic() < deadline, f"{hub.subscriber_count} subscribers, not {count}"
+        time.sleep(0.01)
+
+
+def _next_payload(websocket: WebSocketTestSession) -> dict[str, Any]:
+    message: dict[str, Any] = websocket.receive_json()
+    assert message["type"] in ("next", "data"), message
+    payload: dict[str, Any] = message["payload"]["data"]["callbackStatusChanged"]
+    return payload
+
+
+def test_subscription_transport_ws_receives_filtered_changes_after_commit(
+    empty_graphql: GraphQLClient,
+) -> None:
+    _setup(empty_graphql)
+    with empty_graphql.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"]
+    ) as websocket:
+        websocket.send_json({"type": "connection_init"})
+        assert websocket.receive_json()["type"] == "connection_ack"
+        websocket.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {
+                    "query": SUBSCRIPTION,
+                    "variables": {
+                        "filter": {"contactId": "C1", "statuses": ["ACTIVE", "OVERWRITTEN"]}
+                    },
+                },
+            }
+        )
+        wait_for_subscribers(empty_graphql, 1)
+        # Filtered out on the server: another contact.
+        _schedule(empty_graphql, "CB-C2", contactId="C2")
+        _schedule(empty_graphql, "CB1")
+        first = _next_payload(websocket)
+        assert (first["previousStatus"], first["status"]) == (None, "ACTIVE")
+        assert first["callback"]["callbackId"] == "CB1"
+        assert first["callback"]["campaignName"] == "Spring Renewals"
+        _schedule(empty_graphql, "CB2", creationTime=_iso(T0 + dt.timedelta(minutes=2)))
+        received = {
+            (p["callback"]["callbackId"], p["previousStatus"], p["status"])
+            for p in (_next_payload(websocket), _next_payload(websocket))
+        }
+        assert received == {("CB1", "ACTIVE", "OVERWRITTEN"), ("CB2", None, "ACTIVE")}
+        websocket.send_json({"id": "1", "type": "complete"})
+
+
+def test_subscription_legacy_graphql_ws_protocol(empty_graphql: GraphQLClient) -> None:
+    _setup(empty_graphql)
+    with empty_graphql.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-ws"]
+    ) as websocket:
+        websocket.send_json({"type": "connection_init"})
+        assert websocket.receive_json()["type"] == "connection_ack"
+        websocket.send_json(
+            {"id": "7", "type": "start", "payload": {"query": SUBSCRIPTION, "variables": {}}}
+        )
+        wait_for_subscribers(empty_graphql, 1)
+        _schedule(empty_graphql, "CB1")
+        payload = _next_payload(websocket)
+        assert (payload["callback"]["callbackId"], payload["status"]) == ("CB1", "ACTIVE")
+        websocket.send_json({"id": "7", "type": "stop"})
