@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/subscription_fanout.py [--subscribers 1000] [--changes 100]
         [--database-url URL | --postgresql-server URL] [--settle] [--compression none]
-        [--connect-concurrency 50] [--stall-seconds 30] [--json FILE]
+        [--connect-concurrency 50] [--stall-seconds 30] [--json FILE] [--server-profile FILE]
 
 The server is the real `pomreport serve` in a child process (`python -m service.cli serve` on a
 free loopback port, POMREPORT_EXPIRY_SWEEP_SECONDS=0, its log in a temporary file). The store:
@@ -54,6 +54,7 @@ import dataclasses
 import json
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -126,9 +127,11 @@ def free_port() -> int:
         return port
 
 
-def pomreport(arguments: Sequence[str]) -> list[str]:
-    """The `pomreport` command line, run with this interpreter (no reliance on PATH)."""
-    return [sys.executable, "-m", "service.cli", *arguments]
+def pomreport(arguments: Sequence[str], profile: Path | None = None) -> list[str]:
+    """The `pomreport` command line, run with this interpreter (no reliance on PATH), under
+    cProfile (its statistics written to `profile` when the command ends) if given."""
+    profiler = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
+    return [sys.executable, *profiler, "-m", "service.cli", *arguments]
 
 
 def server_environment(database_url: str) -> dict[str, str]:
@@ -190,12 +193,12 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serve(database_url: str, log: Path) -> AsyncIterator[Server]:
+async def serve(database_url: str, log: Path, profile: Path | None) -> AsyncIterator[Server]:
     """`pomreport serve` in a child process, until the block ends."""
     port = free_port()
     with log.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            *pomreport(["serve", "--host", "127.0.0.1", "--port", str(port)]),
+            *pomreport(["serve", "--host", "127.0.0.1", "--port", str(port)], profile),
             env=server_environment(database_url),
             cwd=REPOSITORY,
             stdin=asyncio.subprocess.DEVNULL,
@@ -218,7 +221,10 @@ async def serve(database_url: str, log: Path) -> AsyncIterator[Server]:
         yield server
     finally:
         if process.returncode is None:
-            process.terminate()
+            # uvicorn re-raises the signal after its graceful shutdown: SIGTERM would then end
+            # the process before cProfile writes; SIGINT ends as KeyboardInterrupt, which
+            # `pomreport` turns into an exit status.
+            process.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 30)
             except TimeoutError:
@@ -450,6 +456,7 @@ class Options:
     compression: str | None
     connect_concurrency: int
     stall_seconds: float
+    server_profile: Path | None
 
 
 async def run_benchmark(database_url: str, store: str, options: Options) -> dict[str, Any]:
@@ -458,7 +465,7 @@ async def run_benchmark(database_url: str, store: str, options: Options) -> dict
     with tempfile.TemporaryDirectory(prefix="fanout-log-") as directory:
         log = Path(directory) / "serve.log"
         async with (
-            serve(database_url, log) as server,
+            serve(database_url, log, options.server_profile) as server,
             httpx.AsyncClient(base_url=f"http://{server.address}", timeout=120) as http,
         ):
             try:
@@ -687,6 +694,11 @@ def main() -> None:
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--stall-seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--server-profile",
+        type=Path,
+        help="run the server under cProfile and write its statistics here (slows it down)",
+    )
     arguments = parser.parse_args()
     options = Options(
         subscribers=arguments.subscribers,
@@ -695,6 +707,7 @@ def main() -> None:
         compression=None if arguments.compression == "none" else "deflate",
         connect_concurrency=arguments.connect_concurrency,
         stall_seconds=arguments.stall_seconds,
+        server_profile=arguments.server_profile.resolve() if arguments.server_profile else None,
     )
     try:
         # Each side holds one socket per subscriber; the server child inherits the limit.

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 
+import asyncpg
 from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from strawberry.extensions import SchemaExtension
+
+logger = logging.getLogger(__name__)
 
 
 def _with_code(errors: list[GraphQLError] | None, code: str) -> None:
@@ -31,3 +37,41 @@ class ErrorCodes(SchemaExtension):
         if result is not None and result.errors:
             # Variable coercion fails before any resolver runs: no path, nothing executed.
             _with_code([e for e in result.errors if e.path is None], "BAD_USER_INPUT")
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    """Whether an exception (or one it came from) says the database cannot be reached."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | TimeoutError | ConnectionError | DisconnectionError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
+    """Keep client errors as they are; turn anything else into a masked error with a code.
+
+    An unreachable database is SERVICE_UNAVAILABLE; every other unexpected failure becomes
+    INTERNAL_SERVER_ERROR with a request id, logged in full under that id. Neither message
+    carries SQL, a traceback or a path.
+    """
+    for error in errors:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            continue
+        if _is_unavailable(original):
+            logger.warning("database unavailable: %s", original)
+            error.message = "the database is unavailable; try again shortly"
+            error.extensions = {"code": "SERVICE_UNAVAILABLE"}
+            continue
+        request_id = uuid.uuid4().hex[:16]
+        logger.error("request %s failed", request_id, exc_info=original)
+        error.message = f"internal server error (request id {request_id})"
+        error.extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 
-from service.error_codes import ErrorCodes
+from service.error_codes import ErrorCodes, mask_unexpected_errors
 from service.graph.mutation import Mutation
 from service.graph.nodes import (
     AgentNode,
@@ -18,9 +20,18 @@ from service.graph.query import Query
 from service.graph.subscription import Subscription
 
 
+class PomreportSchema(strawberry.Schema):
+    """The schema, masking unexpected errors before they reach a client."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        mask_unexpected_errors(errors)
+
+
 def create_schema() -> strawberry.Schema:
     """Build the schema; one per application."""
-    return strawberry.Schema(
+    return PomreportSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import URL
+from starlette.testclient import TestClient
 
+from service.app import create_app
+from service.db import create_engine
+from service.settings import Settings, parse_database_url
 from tests.graphql_client import GraphQLClient
 
 
@@ -38,3 +45,39 @@ def test_graphql_errors_carry_a_code(
     body = graphql.execute(query, variables)
     assert body["errors"][0]["extensions"]["code"] == code
     assert graphql.statements == []
+
+
+def test_unreachable_database_is_service_unavailable() -> None:
+    unreachable = parse_database_url("postgresql://postgres@127.0.0.1:1/test")
+    settings = Settings(database_url=unreachable, expiry_sweep_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        started = time.monotonic()
+        body = client.post("/graphql", json={"query": "{ callbacks { totalCount } }"}).json()
+        assert time.monotonic() - started < 2
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    assert "127.0.0.1" not in error["message"]
+
+
+def test_unexpected_failure_is_masked_with_a_request_id_and_logged(
+    database_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A table gone missing under the service: nothing a client did, nothing it should see.
+    async def drop_attempts() -> None:
+        engine = create_engine(database_url)
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("DROP TABLE callback_attempt")
+        await engine.dispose()
+
+    asyncio.run(drop_attempts())
+    settings = Settings(database_url=database_url, expiry_sweep_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        # CallbackAttempt:1, whose table is gone.
+        query = '{ node(id: "Q2FsbGJhY2tBdHRlbXB0OjE=") { id } }'
+        failed = client.post("/graphql", json={"query": query}).json()
+    error = failed["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    request_id = error["extensions"]["requestId"]
+    assert error["message"] == f"internal server error (request id {request_id})"
+    assert "callback_attempt" not in str(failed)
+    assert any(request_id in record.getMessage() for record in caplog.records)
