@@ -23,6 +23,7 @@ from service.context import Context
 from service.db import create_engine, create_session_maker, create_write_engine
 from service.events.callback_events import create_callback_events
 from service.graph.loaders import Loaders
+from service.http_guard import GraphQLHTTPGuard
 from service.schema import create_schema
 from service.settings import Settings
 
@@ -152,7 +153,11 @@ def create_app(settings: Settings) -> Starlette:
     graphql = PomreportGraphQL(create_schema(), graphql_ide="graphiql")
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route(
+                "/graphql",
+                GraphQLHTTPGuard(graphql, max_body_bytes=settings.max_body_bytes),
+                methods=["GET", "POST"],
+            ),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

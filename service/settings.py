@@ -43,6 +43,8 @@ class Settings:
     expiry_sweep_seconds: float = 30.0
     # Changes a subscriber may have waiting before it is closed as too slow.
     subscriber_backlog: int = 1000
+    # Largest request body /graphql reads; more is refused with 413.
+    max_body_bytes: int = 1_048_576
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -68,6 +70,9 @@ class Settings:
             subscriber_backlog=parse_positive_int(
                 environ.get("POMREPORT_SUBSCRIBER_BACKLOG") or "1000",
                 "POMREPORT_SUBSCRIBER_BACKLOG",
+            ),
+            max_body_bytes=parse_positive_int(
+                environ.get("POMREPORT_MAX_BODY_BYTES") or "1048576", "POMREPORT_MAX_BODY_BYTES"
             ),
         )
 

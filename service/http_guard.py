@@ -1,0 +1,188 @@
+"""HTTP-level checks in front of the GraphQL endpoint: malformed requests get a 4xx with a
+GraphQL-shaped body (`{"errors": [...]}` with `extensions.code`), never a 500.
+
+Strawberry answers some malformed bodies (`null`, `123`, invalid UTF-8, JSON nested thousands
+deep) with a 500, and its other refusals with plain text; this guard checks the request first
+and rewrites plain-text refusals into GraphQL errors. Mutations sent with GET get 405, as the
+GraphQL-over-HTTP spec asks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_JSON_TYPES = ("application/json", "application/graphql-response+json")
+
+
+class HTTPRequestError(Exception):
+    """A request that is not valid GraphQL over HTTP."""
+
+    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def graphql_error_body(message: str, code: str) -> bytes:
+    """A GraphQL-shaped error response body."""
+    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+
+
+class GraphQLHTTPGuard:
+    """ASGI middleware for the GraphQL route; WebSocket traffic passes through untouched."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] == "POST":
+                body = await self._read_body(scope, receive)
+                _check_post(Headers(scope=scope), body)
+                receive = _replay(body)
+            elif scope["method"] == "GET":
+                _check_get(scope)
+        except HTTPRequestError as error:
+            await _send_error(send, error)
+            return
+        await self.app(scope, receive, _rewrite_plain_text_errors(send))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPRequestError(400, "the client disconnected before sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _too_large(limit: int) -> HTTPRequestError:
+    return HTTPRequestError(413, f"the request body is larger than {limit} bytes", "BAD_REQUEST")
+
+
+def _check_post(headers: Headers, body: bytes) -> None:
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        raise HTTPRequestError(
+            415, f"send the request as application/json, not {content_type or 'no content type'}"
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPRequestError(400, "the request body is not valid UTF-8") from None
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise HTTPRequestError(400, "the request body's JSON is nested too deeply") from None
+    except ValueError:
+        raise HTTPRequestError(400, "the request body is not valid JSON") from None
+    _check_request_object(payload)
+
+
+def _check_request_object(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise HTTPRequestError(
+            400, "the request body must be a JSON object with a query (batching is off)"
+        )
+    if not isinstance(payload.get("query"), str):
+        raise HTTPRequestError(400, "the request needs a query, as a string")
+    if payload.get("variables") is not None and not isinstance(payload["variables"], dict):
+        raise HTTPRequestError(400, "variables must be a JSON object")
+    if payload.get("operationName") is not None and not isinstance(payload["operationName"], str):
+        raise HTTPRequestError(400, "operationName must be a string")
+    if payload.get("extensions") is not None and not isinstance(payload["extensions"], dict):
+        raise HTTPRequestError(400, "extensions must be a JSON object")
+
+
+def _check_get(scope: Scope) -> None:
+    parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    query = (parameters.get("query") or [None])[0]
+    if query is None:
+        return  # GraphiQL, or Strawberry's own answer to a GET without a query
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return  # Strawberry reports the syntax error with its code
+    wanted = (parameters.get("operationName") or [None])[0]
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        named = definition.name.value if definition.name else None
+        if (wanted is None or named == wanted) and definition.operation is not OperationType.QUERY:
+            raise HTTPRequestError(
+                405, f"{definition.operation.value}s are not allowed with GET; send a POST"
+            )
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _send_error(send: Send, error: HTTPRequestError) -> None:
+    body = graphql_error_body(error.message, error.code)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if error.status == 405:
+        headers.append((b"allow", b"POST"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _rewrite_plain_text_errors(send: Send) -> Send:
+    """Strawberry refuses some requests in plain text; give clients a GraphQL error instead."""
+    status = 200
+    plain = False
+
+    async def rewrite(message: Message) -> None:
+        nonlocal status, plain
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = Headers(raw=message["headers"])
+            plain = status >= 400 and headers.get("content-type", "").startswith("text/plain")
+            if plain:
+                return  # sent with the body, once its length is known
+        elif message["type"] == "http.response.body" and plain:
+            text = message.get("body", b"").decode("utf-8", "replace").strip()
+            body = graphql_error_body(text or "bad request", "BAD_REQUEST")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return rewrite
