@@ -479,6 +479,7 @@ async def measure(
     server: Server, http: httpx.AsyncClient, prefix: str, store: str, options: Options
 ) -> dict[str, Any]:
     n, m = options.subscribers, options.changes
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     await post(http, SETUP)
     await post(http, START_JOB)
     for number in range(3):  # every mutation path once, with no subscriber
@@ -554,6 +555,17 @@ async def measure(
     firsts = [min(v) for v in deliveries.per_change.values() if v]
     lasts = [max(v) for v in deliveries.per_change.values() if v]
     spreads = [max(v) - min(v) for v in deliveries.per_change.values() if v]
+    tenth = max(1, m // 10)
+    per_change = [
+        {
+            "change": index,
+            "response_ms": round(responses[index] * 1000, 1),
+            "first_ms": round(min(values) * 1000, 1) if values else None,
+            "last_ms": round(max(values) * 1000, 1) if values else None,
+            "received": len(values),
+        }
+        for index, values in sorted(deliveries.per_change.items())
+    ]
     rss_delta_kib = with_subscribers.rss_kib - before.rss_kib
     return {
         "store": store,
@@ -568,6 +580,9 @@ async def measure(
         "last_delivery": Distribution.of(lasts),
         "fanout_spread": Distribution.of(spreads),
         "mutation_response": Distribution.of(responses),
+        # Does fan-out get slower as the run goes on? The first and the last tenth of changes.
+        "spread_first_tenth": Distribution.of(spreads[:tenth]),
+        "spread_last_tenth": Distribution.of(spreads[-tenth:]),
         "received": len(deliveries.latencies),
         "expected": n * m,
         "duplicates": deliveries.duplicates,
@@ -589,6 +604,8 @@ async def measure(
         "rss_after_changes_mib": round(after.rss_kib / 1024, 1),
         "hwm_mib": round(after.hwm_kib / 1024, 1),
         "kib_per_subscriber": round(rss_delta_kib / n, 1),
+        "load_average_before": round(load_before, 2),
+        "per_change": per_change,
     }
 
 
@@ -608,6 +625,8 @@ def report(result: dict[str, Any]) -> None:
         ("last_delivery", "last per change"),
         ("fanout_spread", "fan-out spread"),
         ("mutation_response", "mutation response"),
+        ("spread_first_tenth", "spread, first 10%"),
+        ("spread_last_tenth", "spread, last 10%"),
     ):
         distribution: Distribution = result[key]
         print(f"  {label:<20}  {distribution.line()}")
@@ -624,7 +643,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"  CPU during changes    server {result['server_cpu_seconds']} s, "
-        f"clients (this process) {result['client_cpu_seconds']} s"
+        f"clients (this process) {result['client_cpu_seconds']} s; 1-minute load average "
+        f"before the run {result['load_average_before']}"
     )
     print(
         f"  server VmRSS          before {result['rss_before_mib']} MiB, with subscribers "

@@ -150,7 +150,7 @@ def create_app(settings: Settings) -> Starlette:
                 await write_engine.dispose()
             await engine.dispose()
 
-    graphql = PomreportGraphQL(create_schema(), graphql_ide="graphiql")
+    graphql = PomreportGraphQL(create_schema(settings.query_limits), graphql_ide="graphiql")
     app = Starlette(
         routes=[
             Route(

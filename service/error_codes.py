@@ -25,7 +25,11 @@ class ErrorCodes(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         yield
-        _with_code(self.execution_context.pre_execution_errors, "GRAPHQL_PARSE_FAILED")
+        errors = self.execution_context.pre_execution_errors or []
+        # graphql-core stops parsing at the token or nesting limit with a syntax error.
+        too_big = ("tokens", "nested too deeply")
+        _with_code([e for e in errors if any(w in e.message for w in too_big)], "QUERY_TOO_COMPLEX")
+        _with_code(errors, "GRAPHQL_PARSE_FAILED")
 
     def on_validate(self) -> Iterator[None]:
         yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
 from service.error_codes import ErrorCodes, mask_unexpected_errors
@@ -18,6 +19,7 @@ from service.graph.nodes import (
 )
 from service.graph.query import Query
 from service.graph.subscription import Subscription
+from service.query_limits import QueryLimits, query_limits_extension
 
 
 class PomreportSchema(strawberry.Schema):
@@ -29,12 +31,17 @@ class PomreportSchema(strawberry.Schema):
         mask_unexpected_errors(errors)
 
 
-def create_schema() -> strawberry.Schema:
-    """Build the schema; one per application."""
+def create_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    """Build the schema; one per application, refusing operations over `limits`."""
+    limits = limits or QueryLimits()
     return PomreportSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[CampaignNode, JobNode, AgentNode, ContactNode, CallbackNode, CallbackAttemptNode],
-        extensions=[ErrorCodes],
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            ErrorCodes,
+            query_limits_extension(limits),
+        ],
     )

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from service.query_limits import QueryLimits
+
+DEFAULT_QUERY_LIMITS = QueryLimits()
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
 
 # A plain URL names the store; the service always talks to it through its async driver.
@@ -45,6 +49,21 @@ class Settings:
     subscriber_backlog: int = 1000
     # Largest request body /graphql reads; more is refused with 413.
     max_body_bytes: int = 1_048_576
+    max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
+    max_query_aliases: int = DEFAULT_QUERY_LIMITS.max_aliases
+    max_query_complexity: int = DEFAULT_QUERY_LIMITS.max_complexity
+    max_query_tokens: int = DEFAULT_QUERY_LIMITS.max_tokens
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        """The operation limits the schema enforces."""
+        return QueryLimits(
+            max_depth=self.max_query_depth,
+            max_aliases=self.max_query_aliases,
+            max_complexity=self.max_query_complexity,
+            max_tokens=self.max_query_tokens,
+            max_page_size=self.max_page_size,
+        )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -74,6 +93,31 @@ class Settings:
             max_body_bytes=parse_positive_int(
                 environ.get("POMREPORT_MAX_BODY_BYTES") or "1048576", "POMREPORT_MAX_BODY_BYTES"
             ),
+            **{
+                field: parse_positive_int(environ.get(variable) or str(default), variable)
+                for field, variable, default in (
+                    (
+                        "max_query_depth",
+                        "POMREPORT_MAX_QUERY_DEPTH",
+                        DEFAULT_QUERY_LIMITS.max_depth,
+                    ),
+                    (
+                        "max_query_aliases",
+                        "POMREPORT_MAX_QUERY_ALIASES",
+                        DEFAULT_QUERY_LIMITS.max_aliases,
+                    ),
+                    (
+                        "max_query_complexity",
+                        "POMREPORT_MAX_QUERY_COMPLEXITY",
+                        DEFAULT_QUERY_LIMITS.max_complexity,
+                    ),
+                    (
+                        "max_query_tokens",
+                        "POMREPORT_MAX_QUERY_TOKENS",
+                        DEFAULT_QUERY_LIMITS.max_tokens,
+                    ),
+                )
+            },
         )
 
     @property
