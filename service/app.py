@@ -122,7 +122,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+        )
         write_engine = create_write_engine(settings.database_url, engine)
         app.state.engine = engine
         app.state.session_maker = create_session_maker(engine)
@@ -150,7 +152,10 @@ def create_app(settings: Settings) -> Starlette:
                 await write_engine.dispose()
             await engine.dispose()
 
-    graphql = PomreportGraphQL(create_schema(settings.query_limits), graphql_ide="graphiql")
+    graphql = PomreportGraphQL(
+        create_schema(settings.query_limits, introspection=settings.introspection),
+        graphql_ide="graphiql" if settings.introspection else None,
+    )
     app = Starlette(
         routes=[
             Route(

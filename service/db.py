@@ -70,13 +70,22 @@ def sqlite_time_text(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def create_engine(url: URL, **options: Any) -> AsyncEngine:
-    """Create the async engine for a database URL, with per-store connection setup."""
+def create_engine(
+    url: URL, *, statement_timeout_ms: int | None = None, **options: Any
+) -> AsyncEngine:
+    """Create the async engine for a database URL, with per-store connection setup.
+
+    On PostgreSQL, `statement_timeout_ms` makes the server cancel any longer statement, so one
+    runaway query cannot hold a connection; SQLite has no such setting.
+    """
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **options)
+    connect_args: dict[str, Any] = {"timeout": 10}
+    if statement_timeout_ms is not None:
+        connect_args["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 def create_write_engine(url: URL, read_engine: AsyncEngine) -> AsyncEngine:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.types import ExecutionContext
 
 from service.error_codes import ErrorCodes, mask_unexpected_errors
@@ -31,9 +34,14 @@ class PomreportSchema(strawberry.Schema):
         mask_unexpected_errors(errors)
 
 
-def create_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+def create_schema(
+    limits: QueryLimits | None = None, *, introspection: bool = True
+) -> strawberry.Schema:
     """Build the schema; one per application, refusing operations over `limits`."""
     limits = limits or QueryLimits()
+    no_introspection: list[Callable[[], SchemaExtension]] = (
+        [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
+    )
     return PomreportSchema(
         query=Query,
         mutation=Mutation,
@@ -43,5 +51,6 @@ def create_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             ErrorCodes,
             query_limits_extension(limits),
+            *no_introspection,
         ],
     )

@@ -49,6 +49,10 @@ class Settings:
     subscriber_backlog: int = 1000
     # Largest request body /graphql reads; more is refused with 413.
     max_body_bytes: int = 1_048_576
+    # Longest a single SQL statement may run on PostgreSQL before it is cancelled.
+    statement_timeout_ms: int = 10_000
+    # Whether clients may introspect the schema (GraphiQL needs it); off for production.
+    introspection: bool = True
     max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
     max_query_aliases: int = DEFAULT_QUERY_LIMITS.max_aliases
     max_query_complexity: int = DEFAULT_QUERY_LIMITS.max_complexity
@@ -92,6 +96,13 @@ class Settings:
             ),
             max_body_bytes=parse_positive_int(
                 environ.get("POMREPORT_MAX_BODY_BYTES") or "1048576", "POMREPORT_MAX_BODY_BYTES"
+            ),
+            statement_timeout_ms=parse_positive_int(
+                environ.get("POMREPORT_STATEMENT_TIMEOUT_MS") or "10000",
+                "POMREPORT_STATEMENT_TIMEOUT_MS",
+            ),
+            introspection=parse_flag(
+                environ.get("POMREPORT_INTROSPECTION") or "true", "POMREPORT_INTROSPECTION"
             ),
             **{
                 field: parse_positive_int(environ.get(variable) or str(default), variable)
@@ -181,6 +192,16 @@ def parse_positive_int(raw: str, variable: str) -> int:
     if value < 1:
         raise SettingsError(f"{variable} must be at least 1, got {value}")
     return value
+
+
+def parse_flag(raw: str, variable: str) -> bool:
+    """Parse true/false (also 1/0, yes/no, on/off)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{variable} {raw!r} is not true or false")
 
 
 def parse_redis_url(raw: str | None) -> str | None:
