@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.extensions import SchemaExtension
 
 from service.events.callback_events import CallbackEvents
 from service.graph.loaders import Loaders
@@ -28,3 +30,14 @@ class Context:
 
 
 Info = strawberry.Info[Context, None]
+
+
+class FreshLoadersPerOperation(SchemaExtension):
+    """Every operation starts with empty loaders: a WebSocket connection keeps one context for
+    all its operations, and a query on it must not see rows cached by an earlier one."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            context.refresh_loaders()
+        yield

@@ -115,6 +115,9 @@ def _check_request_object(payload: Any) -> None:
 
 def _check_get(scope: Scope) -> None:
     parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    repeated = sorted(name for name, values in parameters.items() if len(values) > 1)
+    if repeated:
+        raise HTTPRequestError(400, f"give each parameter once; repeated: {', '.join(repeated)}")
     query = (parameters.get("query") or [None])[0]
     if query is None:
         return  # GraphiQL, or Strawberry's own answer to a GET without a query

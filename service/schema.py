@@ -10,6 +10,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.types import ExecutionContext
 
+from service.context import FreshLoadersPerOperation
 from service.error_codes import ErrorCodes, mask_unexpected_errors
 from service.graph.mutation import Mutation
 from service.graph.nodes import (
@@ -50,6 +51,7 @@ def create_schema(
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             ErrorCodes,
+            FreshLoadersPerOperation,
             query_limits_extension(limits),
             *no_introspection,
         ],

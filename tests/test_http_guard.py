@@ -82,3 +82,11 @@ def test_well_formed_requests_still_pass(client: TestClient) -> None:
     fetched = client.get("/graphql", params={"query": "{ campaigns { totalCount } }"})
     assert fetched.json() == {"data": {"campaigns": {"totalCount": 0}}}
     assert "graphiql" in client.get("/graphql", headers={"accept": "text/html"}).text.lower()
+
+
+def test_repeated_get_parameters_are_refused(client: TestClient) -> None:
+    response = client.get(
+        "/graphql?query={__typename}&query=mutation{expireDueCallbacks{changedCount}}"
+    )
+    assert response.status_code == 400
+    assert "repeated: query" in response.json()["errors"][0]["message"]

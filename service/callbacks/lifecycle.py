@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, text, update
+from sqlalchemy import ColumnElement, case, func, insert, literal, null, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -343,10 +343,9 @@ async def expire_due_callbacks(
         .where(Callback.status == ACTIVE, Callback.scheduled_end_at <= as_of)
         .values(
             status=CallbackStatus.EXPIRED,
-            serviced_by_agent_id=None,
-            last_attempt_at=Callback.scheduled_end_at,
-            custom_completion_code=None,
-            system_completion_code=SystemCompletionCode.CALLBACK_EXPIRED,
+            **_dummy_attempt_summary(
+                Callback.scheduled_end_at, SystemCompletionCode.CALLBACK_EXPIRED
+            ),
         )
         .returning(Callback.callback_id, Callback.scheduled_end_at)
         .execution_options(synchronize_session=False)
@@ -376,7 +375,13 @@ async def terminate_campaign(
     await session.execute(
         update(Job)
         .where(Job.campaign_id == campaign.id, Job.ended_at.is_(None))
-        .values(state=JobState.COMPLETED, ended_at=func.coalesce(Job.ended_at, now))
+        # A job recorded with a start still ahead ends when it starts, never before.
+        .values(
+            state=JobState.COMPLETED,
+            ended_at=case(
+                (Job.started_at > now, Job.started_at), else_=literal(now, Job.ended_at.type)
+            ),
+        )
         .execution_options(synchronize_session=False)
     )
     await session.flush()
@@ -402,12 +407,7 @@ async def exclude_contact(
         Callback.contact_id == contact_id,
         CallbackStatus.CONTACT_EXCLUDED,
         now,
-        summary={
-            "serviced_by_agent_id": None,
-            "last_attempt_at": now,
-            "custom_completion_code": None,
-            "system_completion_code": SystemCompletionCode.CONTACT_EXCLUDED,
-        },
+        summary=_dummy_attempt_summary(now, SystemCompletionCode.CONTACT_EXCLUDED),
     )
     await _insert_dummy_attempts(
         session,
@@ -495,6 +495,29 @@ async def _check_strict_agent(session: AsyncSession, callback: Callback, agent_i
             f"strict-agent callback {callback.callback_id!r} belongs to agent {assigned!r} "
             f"until {campaign.max_attempts} attempts to that agent ({made} so far)"
         )
+
+
+def _dummy_attempt_summary(
+    attempted_at: Any, code: SystemCompletionCode
+) -> dict[str, ColumnElement[Any]]:
+    """SET clauses recording a dummy attempt as the latest one, unless a later attempt is
+    already recorded (an agent's call logged after the scheduled end, say)."""
+    if isinstance(attempted_at, dt.datetime):
+        attempted_at = literal(attempted_at, Callback.last_attempt_at.type)
+    is_latest = or_(Callback.last_attempt_at.is_(None), Callback.last_attempt_at <= attempted_at)
+
+    def latest_or_kept(value: Any, column: Any) -> ColumnElement[Any]:
+        return case((is_latest, value), else_=column)
+
+    return {
+        "serviced_by_agent_id": latest_or_kept(null(), Callback.serviced_by_agent_id),
+        "last_attempt_at": latest_or_kept(attempted_at, Callback.last_attempt_at),
+        "custom_completion_code": latest_or_kept(null(), Callback.custom_completion_code),
+        "system_completion_code": latest_or_kept(
+            literal(code.name, Callback.system_completion_code.type),
+            Callback.system_completion_code,
+        ),
+    }
 
 
 def _summarize_latest_attempt(callback: Callback, attempt: CallbackAttempt) -> None:

@@ -7,10 +7,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.callbacks.lifecycle import StatusChange
+from service.errors import ConflictError
 from service.events.hub import EventHub
 from service.events.transports import (
     EventTransport,
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 _ATTEMPTS = 5
 # deadlock_detected, serialization_failure
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
+_UNIQUE_VIOLATION = "23505"
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    return _sqlstate(error) == _UNIQUE_VIOLATION or "UNIQUE constraint failed" in str(error.orig)
 
 
 def _sqlstate(error: DBAPIError) -> str | None:
@@ -66,14 +72,33 @@ class CallbackEvents:
                 async with write_session_maker() as session, session.begin():
                     result, changes = await operation(session)
                     await self.transport.stage(session, changes)
+            except IntegrityError as error:
+                # Two requests raced to create the same row (a job, a callback ID); once more,
+                # the operation sees the winner's row and answers as for any existing one.
+                if not _is_unique_violation(error):
+                    raise
+                if attempt == _ATTEMPTS:
+                    raise ConflictError(
+                        "the change conflicts with data written at the same time; "
+                        "read the current state and try again"
+                    ) from error
+                continue
             except DBAPIError as error:
                 if attempt == _ATTEMPTS or _sqlstate(error) not in _RETRYABLE_SQLSTATES:
                     raise
                 logger.info("transaction aborted (%s); running it again", _sqlstate(error))
                 continue
-            await self.transport.publish(changes)
+            await self._publish(changes)
             return result
         raise AssertionError("unreachable")
+
+    async def _publish(self, changes: list[StatusChange]) -> None:
+        """The transaction has committed: a broker failure now must not turn the mutation into
+        an error (a retry would repeat it); it is logged and those events are lost."""
+        try:
+            await self.transport.publish(changes)
+        except Exception:
+            logger.exception("could not publish %d committed status changes", len(changes))
 
 
 def create_callback_events(

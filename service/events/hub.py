@@ -29,6 +29,7 @@ from service.errors import ClientError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUBSCRIBER_BACKLOG = 1000
+_LOAD_CHUNK = 5000
 
 
 class SubscriberTooSlowError(ClientError):
@@ -190,14 +191,18 @@ class EventHub:
                     subscriber.offer(change)
 
     async def _load(self, batch: Sequence[StatusChange]) -> list[DeliveredChange]:
-        """Load the batch's callbacks in one statement, as they are now."""
+        """Load the batch's callbacks as they are now: one statement per few thousand (a
+        statement takes at most 32,767 parameters on PostgreSQL)."""
+        ids = sorted({change.callback_id for change in batch})
+        found: dict[str, tuple[Callback, str]] = {}
         async with self._session_maker() as session:
-            rows = await session.execute(
-                select(Callback, Campaign.name)
-                .join(Campaign, Callback.campaign_id == Campaign.id)
-                .where(Callback.callback_id.in_({change.callback_id for change in batch}))
-            )
-            found = {callback.callback_id: (callback, name) for callback, name in rows}
+            for start in range(0, len(ids), _LOAD_CHUNK):
+                rows = await session.execute(
+                    select(Callback, Campaign.name)
+                    .join(Campaign, Callback.campaign_id == Campaign.id)
+                    .where(Callback.callback_id.in_(ids[start : start + _LOAD_CHUNK]))
+                )
+                found.update((callback.callback_id, (callback, name)) for callback, name in rows)
         delivered = []
         for change in batch:
             if change.callback_id in found:

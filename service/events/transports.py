@@ -127,7 +127,9 @@ class RedisTransport:
     loses those events (an outbox table would close that gap)."""
 
     def __init__(self, redis_url: str) -> None:
-        self._client: redis.Redis = redis.Redis.from_url(redis_url)
+        self._client: redis.Redis = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=2, socket_timeout=5
+        )
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
@@ -177,10 +179,16 @@ async def _wait_briefly(listening: asyncio.Event) -> None:
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        # A listener that died earlier must not keep shutdown from cleaning up the rest.
+        logger.exception("event listener had failed")
 
 
 def _batches(messages: list[str], limit: int) -> list[str]:

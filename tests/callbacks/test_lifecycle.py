@@ -400,3 +400,40 @@ def test_exclude_contact_ends_its_active_callbacks_with_dummy_attempts(
         'mutation { excludeContact(contactId: "C404") { changedCount } }'
     )
     assert _error_code(unknown) == "NOT_FOUND"
+
+
+def test_expiry_keeps_a_later_real_attempt_as_the_latest(empty_graphql: GraphQLClient) -> None:
+    _setup(empty_graphql)
+    _schedule(empty_graphql, "CB1")  # scheduled end: T0 + 6 h
+    late_call = _iso(T0 + dt.timedelta(hours=7))
+    empty_graphql.data(
+        ATTEMPT,
+        {
+            "input": {
+                "callbackId": "CB1",
+                "attemptTime": late_call,
+                "agentId": "A1",
+                "customCompletionCode": "No Answer",
+            }
+        },
+    )
+    expire = "mutation($asOf: DateTime) { expireDueCallbacks(asOf: $asOf) { changedCount } }"
+    empty_graphql.data(expire, {"asOf": _iso(T0 + dt.timedelta(hours=8))})
+    callback = _callback(empty_graphql, "CB1")
+    assert callback["callbackStatus"] == "EXPIRED"
+    assert (callback["interactionAttemptTime"], callback["servicedByAgentId"]) == (late_call, "A1")
+    assert callback["customCompletionCode"] == "No Answer"
+    assert [a["systemCompletionCode"] for a in callback["attempts"]] == ["CALLBACK_EXPIRED", None]
+
+
+def test_terminating_a_campaign_whose_job_starts_later_ends_the_job_at_its_start(
+    empty_graphql: GraphQLClient,
+) -> None:
+    _setup(empty_graphql)
+    empty_graphql.data(
+        'mutation { startJob(input: {jobId: 9, campaignName: "Spring Renewals",'
+        ' startTime: "2099-01-01T00:00:00Z"}) { jobId } }'
+    )
+    empty_graphql.data('mutation { terminateCampaign(name: "Spring Renewals") { changedCount } }')
+    job = empty_graphql.data("{ job(jobId: 9) { state endTime } }")["job"]
+    assert job == {"state": "COMPLETED", "endTime": "2099-01-01T00:00:00+00:00"}

@@ -14,6 +14,8 @@ from sqlalchemy.engine import URL
 from starlette.applications import Starlette
 
 from service.app import create_app
+from service.callbacks.lifecycle import StatusChange
+from service.callbacks.models import CallbackStatus
 from service.events.hub import ChangeFilter, DeliveredChange
 from service.settings import Settings
 from tests.callbacks.test_lifecycle import T0, _iso
@@ -152,5 +154,61 @@ def test_terminate_racing_completions_gives_one_terminal_state_and_one_event_eac
                 assert change.previous_status is not None
                 assert change.previous_status.value == "ACTIVE"
                 assert change.callback.status.value == expected
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_creation_of_one_job_or_callback_id_is_an_answer_not_a_failure(
+    database_url: URL,
+) -> None:
+    async def scenario() -> None:
+        async with _running_app(database_url) as (_app, client):
+            assert "errors" not in await _post(client, SETUP)
+            start = (
+                'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"})'
+                " { jobId } }"
+            )
+            started = await asyncio.gather(*(_post(client, start) for _ in range(8)))
+            assert all(body == {"data": {"startJob": {"jobId": 7}}} for body in started), started
+            same_id = await asyncio.gather(
+                *(
+                    _post(client, SCHEDULE, _schedule_input("CB-SAME", f"CALL-{n}", n))
+                    for n in range(8)
+                )
+            )
+            codes = collections.Counter(
+                body["errors"][0]["extensions"]["code"] if "errors" in body else "OK"
+                for body in same_id
+            )
+            assert codes == {"OK": 1, "CONFLICT": 7}
+
+    asyncio.run(scenario())
+
+
+def test_events_of_unknown_callbacks_load_in_chunks(database_url: URL) -> None:
+    async def scenario() -> None:
+        async with _running_app(database_url) as (app, _client):
+            now = dt.datetime.now(dt.UTC)
+            changes = [
+                StatusChange(f"X{n}", None, CallbackStatus.ACTIVE, now) for n in range(40_000)
+            ]
+            # More IDs than one PostgreSQL statement may carry; none exists, none is delivered.
+            assert await app.state.events.hub._load(changes) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_broker_failure_after_commit_does_not_fail_the_mutation(database_url: URL) -> None:
+    async def scenario() -> None:
+        settings = Settings(
+            database_url=database_url, expiry_sweep_seconds=0, redis_url="redis://127.0.0.1:1/0"
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+                await _prepare(client)
+                body = await _post(client, SCHEDULE, _schedule_input("CB1", "CALL-1", 0))
+                assert body == {"data": {"scheduleCallback": {"callbackId": "CB1"}}}
 
     asyncio.run(scenario())
