@@ -54,12 +54,20 @@ class StatusChange:
 # Reference data ---------------------------------------------------------------------------
 
 
-async def _upsert(session: AsyncSession, model: type[Any], values: dict[str, Any], key: str) -> Any:
-    """Insert a row or update the existing one with the same key, atomically."""
+async def _upsert(
+    session: AsyncSession,
+    model: type[Any],
+    values: dict[str, Any],
+    key: str,
+    *,
+    insert_only: dict[str, Any] | None = None,
+) -> Any:
+    """Insert a row or update the existing one with the same key, atomically; `insert_only`
+    values go into a new row but never overwrite an existing one."""
     dialect_insert = (
         postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     )
-    statement = dialect_insert(model).values(**values)
+    statement = dialect_insert(model).values(**values, **(insert_only or {}))
     statement = statement.on_conflict_do_update(
         index_elements=[key], set_={name: value for name, value in values.items() if name != key}
     )
@@ -81,16 +89,15 @@ async def upsert_campaign(
     if max_attempts < 1:
         raise BadUserInputError(f"maxAttempts must be at least 1, got {max_attempts}")
     _require_text(name=name, strategy=strategy_name)
-    existing = await session.scalar(select(Campaign).where(Campaign.name == name))
     values = {
         "name": name,
         "campaign_type": campaign_type,
         "strategy_name": strategy_name,
         "max_attempts": max_attempts,
     }
-    if existing is None:
-        values["state"] = CampaignState.RUNNING
-    campaign: Campaign = await _upsert(session, Campaign, values, "name")
+    campaign: Campaign = await _upsert(
+        session, Campaign, values, "name", insert_only={"state": CampaignState.RUNNING}
+    )
     return campaign
 
 

@@ -437,3 +437,20 @@ def test_terminating_a_campaign_whose_job_starts_later_ends_the_job_at_its_start
     empty_graphql.data('mutation { terminateCampaign(name: "Spring Renewals") { changedCount } }')
     job = empty_graphql.data("{ job(jobId: 9) { state endTime } }")["job"]
     assert job == {"state": "COMPLETED", "endTime": "2099-01-01T00:00:00+00:00"}
+
+
+def test_upsert_campaign_updates_an_existing_one_but_not_its_state(
+    empty_graphql: GraphQLClient,
+) -> None:
+    _setup(empty_graphql)
+    empty_graphql.data('mutation { terminateCampaign(name: "Spring Renewals") { changedCount } }')
+    updated = empty_graphql.data(
+        'mutation { upsertCampaign(input: {name: "Spring Renewals", campaignType: INFINITE,'
+        ' strategy: "Retention_Strategy", maxAttempts: 4}) {'
+        " displayName maxAttempts state } }"
+    )["upsertCampaign"]
+    assert updated == {
+        "displayName": "[Infinite][Retention_Strategy] Spring Renewals",
+        "maxAttempts": 4,
+        "state": "TERMINATED",
+    }
