@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable
+from functools import cached_property
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -50,35 +51,47 @@ def attempts_by_callback_id(
 
 
 class Loaders:
-    """The request's loaders: to-one lookups by key, attempts, and nested connection pages."""
+    """The request's loaders: to-one lookups by key, attempts, and nested connection pages.
+
+    Each loader is built on first use: a request (or a subscription event) pays only for the
+    loaders its selection needs.
+    """
 
     def __init__(self, session_maker: async_sessionmaker[AsyncSession]) -> None:
         self.session_maker = session_maker
-        self.campaign_by_id: DataLoader[int, Campaign | None] = DataLoader(
-            rows_by_key(session_maker, Campaign, "id")
-        )
-        self.campaign_by_name: DataLoader[str, Campaign | None] = DataLoader(
-            rows_by_key(session_maker, Campaign, "name")
-        )
-        self.job_by_id: DataLoader[int, Job | None] = DataLoader(
-            rows_by_key(session_maker, Job, "job_id")
-        )
-        self.agent_by_id: DataLoader[str, Agent | None] = DataLoader(
-            rows_by_key(session_maker, Agent, "agent_id")
-        )
-        self.contact_by_id: DataLoader[str, Contact | None] = DataLoader(
-            rows_by_key(session_maker, Contact, "contact_id")
-        )
-        self.callback_by_id: DataLoader[str, Callback | None] = DataLoader(
-            rows_by_key(session_maker, Callback, "callback_id")
-        )
-        self.attempt_by_id: DataLoader[int, CallbackAttempt | None] = DataLoader(
-            rows_by_key(session_maker, CallbackAttempt, "id")
-        )
-        self.attempts_by_callback_id: DataLoader[str, list[CallbackAttempt]] = DataLoader(
-            attempts_by_callback_id(session_maker)
-        )
         self._by_arguments: dict[Hashable, DataLoader[Any, Any]] = {}
+
+    @cached_property
+    def campaign_by_id(self) -> DataLoader[int, Campaign | None]:
+        return DataLoader(rows_by_key(self.session_maker, Campaign, "id"))
+
+    @cached_property
+    def campaign_by_name(self) -> DataLoader[str, Campaign | None]:
+        return DataLoader(rows_by_key(self.session_maker, Campaign, "name"))
+
+    @cached_property
+    def job_by_id(self) -> DataLoader[int, Job | None]:
+        return DataLoader(rows_by_key(self.session_maker, Job, "job_id"))
+
+    @cached_property
+    def agent_by_id(self) -> DataLoader[str, Agent | None]:
+        return DataLoader(rows_by_key(self.session_maker, Agent, "agent_id"))
+
+    @cached_property
+    def contact_by_id(self) -> DataLoader[str, Contact | None]:
+        return DataLoader(rows_by_key(self.session_maker, Contact, "contact_id"))
+
+    @cached_property
+    def callback_by_id(self) -> DataLoader[str, Callback | None]:
+        return DataLoader(rows_by_key(self.session_maker, Callback, "callback_id"))
+
+    @cached_property
+    def attempt_by_id(self) -> DataLoader[int, CallbackAttempt | None]:
+        return DataLoader(rows_by_key(self.session_maker, CallbackAttempt, "id"))
+
+    @cached_property
+    def attempts_by_callback_id(self) -> DataLoader[str, list[CallbackAttempt]]:
+        return DataLoader(attempts_by_callback_id(self.session_maker))
 
     def for_arguments(self, key: Hashable, batch: BatchLoad) -> DataLoader[Any, Any]:
         """The loader for one nested connection and its arguments, shared by all parents."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy import select
@@ -29,6 +30,8 @@ from service.reports.callbacks_scheduled_details import (
     callbacks_scheduled_details,
 )
 
+NodeT = TypeVar("NodeT")
+
 CampaignFilter = declarations.CAMPAIGN.filter_input
 CampaignOrder = declarations.CAMPAIGN.order_input
 JobFilter = declarations.JOB.filter_input
@@ -48,8 +51,8 @@ async def _connection(
     filter_input: Any | None,
     order_by: list[Any] | None,
     arguments: dict[str, Any],
-    to_node: Any,
-) -> Any:
+    to_node: Callable[[Any], NodeT],
+) -> Connection[NodeT]:
     return await root_connection(
         info.context.session_maker,
         declaration,
@@ -132,7 +135,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[CampaignNode]:
         arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(  # type: ignore[no-any-return]
+        return await _connection(
             info,
             declarations.CAMPAIGN,
             Campaign,
@@ -154,7 +157,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[JobNode]:
         arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(  # type: ignore[no-any-return]
+        return await _connection(
             info, declarations.JOB, Job, filter, order_by, arguments, JobNode.from_row
         )
 
@@ -170,7 +173,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[AgentNode]:
         arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(  # type: ignore[no-any-return]
+        return await _connection(
             info, declarations.AGENT, Agent, filter, order_by, arguments, AgentNode.from_row
         )
 
@@ -188,7 +191,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[ContactNode]:
         arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(  # type: ignore[no-any-return]
+        return await _connection(
             info, declarations.CONTACT, Contact, filter, order_by, arguments, ContactNode.from_row
         )
 
