@@ -6,23 +6,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.unset import UNSET, UnsetType
 
+from service.auth.api_keys import ApiKeyRegistry
+from service.auth.http import ApiKeyAuthentication, authenticated_principal
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.context import Context
 from service.db import create_engine, create_session_maker, create_write_engine
+from service.errors import UnauthenticatedError
 from service.events.callback_events import create_callback_events
-from service.graph.loaders import Loaders
 from service.http_guard import GraphQLHTTPGuard
 from service.schema import create_schema
 from service.settings import Settings
@@ -92,6 +97,10 @@ query CallbacksScheduledDetails {
 """
 
 
+# connection_ack without a payload.
+NO_ACK_PAYLOAD = cast(UnsetType, UNSET)
+
+
 class PomreportGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with the service's per-request context."""
 
@@ -110,11 +119,48 @@ class PomreportGraphQL(GraphQL[Context, None]):
         state = request.app.state
         return Context(
             settings=state.settings,
-            session_maker=state.session_maker,
+            database_session_maker=state.session_maker,
             write_session_maker=state.write_session_maker,
             events=state.events,
-            loaders=Loaders(state.session_maker),
+            api_keys=state.api_keys,
+            principal=authenticated_principal(request.scope),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a WebSocket from its connection_init payload (or upgrade header)."""
+        params = context.connection_params or {}
+        authorization = params.get("Authorization", params.get("authorization"))
+        if authorization is None and context.principal is not None:
+            return NO_ACK_PAYLOAD  # authenticated by the upgrade request's header
+        try:
+            if authorization is not None and not isinstance(authorization, str):
+                raise UnauthenticatedError("Authorization in connection_init must be a string")
+            principal = await context.api_keys.authenticate(authorization)
+        except UnauthenticatedError as error:
+            raise ConnectionRejectionError(
+                {"message": error.message, "extensions": {"code": "UNAUTHENTICATED"}}
+            ) from None
+        context.authenticate_as(principal)
+        return NO_ACK_PAYLOAD
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """An operation refused for who is asking gets 401 or 403 (GraphQL over HTTP)."""
+        response = super().create_response(response_data, sub_response)
+        if isinstance(response_data, dict) and response_data.get("data") is None:
+            codes = {
+                (error.get("extensions") or {}).get("code")
+                for error in cast(list[dict[str, Any]], response_data.get("errors") or [])
+            }
+            if codes == {"UNAUTHENTICATED"}:
+                response.status_code = 401
+                response.headers["www-authenticate"] = 'Bearer realm="pomreport"'
+            elif codes == {"FORBIDDEN"}:
+                response.status_code = 403
+        return response
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -131,9 +177,15 @@ def create_app(settings: Settings) -> Starlette:
         app.state.write_session_maker = create_session_maker(write_engine)
         events = create_callback_events(settings, app.state.session_maker)
         app.state.events = events
+        app.state.api_keys = ApiKeyRegistry(
+            app.state.session_maker,
+            open_without_keys=settings.open_without_keys,
+            cache_seconds=settings.api_key_cache_seconds,
+        )
         sweeper: asyncio.Task[None] | None = None
         try:
             await events.start()
+            await app.state.api_keys.start()
             if settings.expiry_sweep_seconds > 0:
                 sweeper = asyncio.create_task(
                     sweep_forever(
@@ -160,10 +212,12 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route(
                 "/graphql",
-                GraphQLHTTPGuard(graphql, max_body_bytes=settings.max_body_bytes),
+                ApiKeyAuthentication(
+                    GraphQLHTTPGuard(graphql, max_body_bytes=settings.max_body_bytes)
+                ),
                 methods=["GET", "POST"],
             ),
-            WebSocketRoute("/graphql", graphql),
+            WebSocketRoute("/graphql", ApiKeyAuthentication(graphql)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

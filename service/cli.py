@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
+import ipaddress
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import asyncpg
 import uvicorn
 from alembic.util import CommandError as AlembicCommandError
+from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.app import create_app
+from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
+from service.auth.models import ApiKey, Role
 from service.database_migrations import schema_is_current, upgrade_to_head
-from service.db import create_engine
+from service.db import create_engine, create_session_maker
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import SeedPlan, default_as_of
@@ -50,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"pomreport: configuration error: {error}", file=sys.stderr)
         return 2
-    except (PomreportCommandError, SeedError) as error:
+    except (PomreportCommandError, SeedError, ApiKeyError) as error:
         print(f"pomreport: {error}", file=sys.stderr)
         return 1
     except DATABASE_ERRORS as error:
@@ -91,7 +98,28 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_port, help="port to listen on (default POMREPORT_PORT or 8000)"
     )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve on a non-loopback address although no API key exists (only behind a proxy "
+        "that authenticates; also POMREPORT_ALLOW_UNAUTHENTICATED=true)",
+    )
     serve.set_defaults(command=_serve)
+
+    apikey = commands.add_parser("apikey", help="create, list and revoke API keys")
+    apikey_commands = apikey.add_subparsers(required=True, metavar="ACTION")
+    create = apikey_commands.add_parser("create", help="issue a key and print it (only once)")
+    create.add_argument(
+        "--role", required=True, choices=[role.value for role in Role], help="what the key may do"
+    )
+    create.add_argument("--agent-id", help="the agent an agent key acts as (agent role only)")
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.set_defaults(command=_apikey_create)
+    listing = apikey_commands.add_parser("list", help="list keys (never the keys themselves)")
+    listing.set_defaults(command=_apikey_list)
+    revoke = apikey_commands.add_parser("revoke", help="revoke a key for good")
+    revoke.add_argument("key_id", type=_positive_int, help="the key's id, as `apikey list` shows")
+    revoke.set_defaults(command=_apikey_revoke)
 
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.set_defaults(command=_export_schema)
@@ -126,15 +154,114 @@ def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
-    asyncio.run(_check_database_ready(settings))
     host = arguments.host or settings.host
     port = arguments.port or settings.port
+    keys_exist = asyncio.run(_check_database_ready(settings))
+    allow_unauthenticated = arguments.allow_unauthenticated or settings.open_without_keys
+    if not keys_exist and not (allow_unauthenticated or is_loopback(host)):
+        raise PomreportCommandError(
+            f"no API key exists, so serving on {host} would let anyone in. Create one with "
+            "`pomreport apikey create --role admin`, serve on 127.0.0.1, or pass "
+            "--allow-unauthenticated if a proxy in front of pomreport authenticates"
+        )
+    if not keys_exist:
+        print(OPEN_MODE_BANNER.format(host=host), file=sys.stderr, flush=True)
+    settings = dataclasses.replace(
+        settings, open_without_keys=allow_unauthenticated or is_loopback(host)
+    )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     return 0
 
 
-async def _check_database_ready(settings: Settings) -> None:
-    """Refuse to serve a database that is unreachable or not migrated."""
+OPEN_MODE_BANNER = """
+************************************************************************************
+* pomreport: OPEN DEVELOPMENT MODE on {host}: no API key exists, so every request
+* runs as admin without a key. To require keys: pomreport apikey create --role admin
+************************************************************************************
+"""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _check_database_ready(settings: Settings) -> bool:
+    """Refuse to serve a database that is unreachable or not migrated; say whether keys exist."""
+    async with _session_maker(settings) as session_maker, session_maker() as session:
+        return bool(await session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+
+
+def _apikey_create(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def create() -> tuple[ApiKey, str]:
+        async with _session_maker(settings) as session_maker:
+            return await create_api_key(
+                session_maker,
+                Role(arguments.role),
+                agent_id=arguments.agent_id,
+                name=arguments.name,
+            )
+
+    row, key = asyncio.run(create())
+    print(
+        f"pomreport: created API key {row.id} ({_describe_key(row)}); "
+        "it is shown once, keep it now:",
+        file=sys.stderr,
+    )
+    print(key)
+    return 0
+
+
+def _apikey_list(settings: Settings, _arguments: argparse.Namespace) -> int:
+    async def listing() -> list[ApiKey]:
+        async with _session_maker(settings) as session_maker:
+            return await list_api_keys(session_maker)
+
+    rows = asyncio.run(listing())
+    if not rows:
+        print("pomreport: no API keys; `pomreport apikey create --role ROLE` issues one")
+        return 0
+    print(f"{'ID':>4}  {'PREFIX':<14}{'ROLE':<10}{'AGENT':<12}{'CREATED':<22}{'REVOKED':<22}NAME")
+    for row in rows:
+        revoked = _minutes(row.revoked_at) if row.revoked_at else "-"
+        print(
+            f"{row.id:>4}  {row.key_prefix + '…':<14}{row.role.value:<10}{row.agent_id or '-':<12}"
+            f"{_minutes(row.created_at):<22}{revoked:<22}{row.name}"
+        )
+    return 0
+
+
+def _apikey_revoke(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def revoke() -> ApiKey:
+        async with _session_maker(settings) as session_maker:
+            return await revoke_api_key(session_maker, arguments.key_id)
+
+    row = asyncio.run(revoke())
+    print(
+        f"pomreport: revoked API key {row.id} ({_describe_key(row)}); running servers refuse it "
+        f"within {settings.api_key_cache_seconds:g} s"
+    )
+    return 0
+
+
+def _describe_key(row: ApiKey) -> str:
+    agent = f" for agent {row.agent_id}" if row.agent_id else ""
+    name = f" {row.name!r}" if row.name else ""
+    return f"{row.key_prefix}…, role {row.role.value}{agent}{name}"
+
+
+def _minutes(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@contextlib.asynccontextmanager
+async def _session_maker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a migrated database, for one command."""
     engine = create_engine(settings.database_url)
     try:
         if not await schema_is_current(engine, settings.database_url):
@@ -142,6 +269,7 @@ async def _check_database_ready(settings: Settings) -> None:
                 f"the database {describe_url(settings.database_url)} is not at the latest "
                 "schema; run `pomreport migrate` first"
             )
+        yield create_session_maker(engine)
     finally:
         await engine.dispose()
 

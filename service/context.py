@@ -1,14 +1,17 @@
-"""What every resolver of a request can reach: settings, sessions, events and loaders."""
+"""What every resolver of a request can reach: settings, sessions, events, loaders, the caller."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.extensions import SchemaExtension
 
+from service.auth.api_keys import ApiKeyRegistry, Principal
+from service.auth.row_scope import UNRESTRICTED, RowScope, scoped_session_maker
+from service.errors import UnauthenticatedError
 from service.events.callback_events import CallbackEvents
 from service.graph.loaders import Loaders
 from service.settings import Settings
@@ -16,13 +19,39 @@ from service.settings import Settings
 
 @dataclass(slots=True)
 class Context:
-    """Per-request context; resolvers open their own short sessions from the session makers."""
+    """Per-request context; resolvers open their own short sessions from the session makers.
+
+    `session_maker` sees only the rows the principal may see (see `service.auth.row_scope`);
+    every read goes through it. Without a principal nothing runs (`OperationAuthorization`).
+    """
 
     settings: Settings
-    session_maker: async_sessionmaker[AsyncSession]
+    database_session_maker: async_sessionmaker[AsyncSession]
     write_session_maker: async_sessionmaker[AsyncSession]
     events: CallbackEvents
-    loaders: Loaders
+    api_keys: ApiKeyRegistry
+    principal: Principal | None
+    # Set by Strawberry from a WebSocket's connection_init payload.
+    connection_params: dict[str, object] | None = None
+    session_maker: async_sessionmaker[AsyncSession] = field(init=False)
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authenticate_as(self.principal)
+
+    def authenticate_as(self, principal: Principal | None) -> None:
+        """Act for `principal` from now on: its row scope applies to every later read."""
+        self.principal = principal
+        scope = principal.row_scope if principal is not None else UNRESTRICTED
+        self.session_maker = scoped_session_maker(self.database_session_maker, scope)
+        self.refresh_loaders()
+
+    @property
+    def row_scope(self) -> RowScope:
+        """The rows the caller may see; reading anything needs a principal."""
+        if self.principal is None:
+            raise UnauthenticatedError("this operation needs an API key")
+        return self.principal.row_scope
 
     def refresh_loaders(self) -> None:
         """Start over with empty loaders (each subscription event sees current rows)."""

@@ -43,7 +43,7 @@ class ErrorCodes(SchemaExtension):
             _with_code([e for e in result.errors if e.path is None], "BAD_USER_INPUT")
 
 
-def _is_unavailable(error: BaseException) -> bool:
+def is_database_unavailable(error: BaseException) -> bool:
     """Whether an exception (or one it came from) says the database cannot be reached."""
     seen: set[int] = set()
     current: BaseException | None = error
@@ -60,22 +60,27 @@ def _is_unavailable(error: BaseException) -> bool:
 
 
 def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
-    """Keep client errors as they are; turn anything else into a masked error with a code.
+    """Keep client errors as they are; turn anything else into a masked error with a code."""
+    for error in errors:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            continue
+        error.message, error.extensions = masked_error(original)
+
+
+def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
+    """The message and extensions a client sees for an unexpected exception.
 
     An unreachable database is SERVICE_UNAVAILABLE; every other unexpected failure becomes
     INTERNAL_SERVER_ERROR with a request id, logged in full under that id. Neither message
     carries SQL, a traceback or a path.
     """
-    for error in errors:
-        original = error.original_error
-        if original is None or isinstance(original, GraphQLError):
-            continue
-        if _is_unavailable(original):
-            logger.warning("database unavailable: %s", original)
-            error.message = "the database is unavailable; try again shortly"
-            error.extensions = {"code": "SERVICE_UNAVAILABLE"}
-            continue
-        request_id = uuid.uuid4().hex[:16]
-        logger.error("request %s failed", request_id, exc_info=original)
-        error.message = f"internal server error (request id {request_id})"
-        error.extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+    if is_database_unavailable(original):
+        logger.warning("database unavailable: %s", original)
+        return "the database is unavailable; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
+    request_id = uuid.uuid4().hex[:16]
+    logger.error("request %s failed", request_id, exc_info=original)
+    return (
+        f"internal server error (request id {request_id})",
+        {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )

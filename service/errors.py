@@ -30,3 +30,15 @@ class ConflictError(ClientError):
     """The request contradicts the current state, e.g. changing a terminal callback."""
 
     code = "CONFLICT"
+
+
+class UnauthenticatedError(ClientError):
+    """The request carries no API key, or one the service does not know (or has revoked)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(ClientError):
+    """The caller's role may not do what the request asks."""
+
+    code = "FORBIDDEN"

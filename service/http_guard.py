@@ -150,11 +150,22 @@ def _replay(body: bytes) -> Receive:
 
 
 async def _send_error(send: Send, error: HTTPRequestError) -> None:
-    body = graphql_error_body(error.message, error.code)
+    extra_headers = [(b"allow", b"POST")] if error.status == 405 else []
+    await send_graphql_error(send, error.status, error.message, error.code, extra_headers)
+
+
+async def send_graphql_error(
+    send: Send,
+    status: int,
+    message: str,
+    code: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer an HTTP request with a GraphQL-shaped error body."""
+    body = graphql_error_body(message, code)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if error.status == 405:
-        headers.append((b"allow", b"POST"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    headers.extend(extra_headers or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -10,6 +10,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.types import ExecutionContext
 
+from service.auth.permissions import OperationAuthorization
 from service.context import FreshLoadersPerOperation
 from service.error_codes import ErrorCodes, mask_unexpected_errors
 from service.graph.mutation import Mutation
@@ -52,6 +53,7 @@ def create_schema(
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             ErrorCodes,
             FreshLoadersPerOperation,
+            OperationAuthorization,
             query_limits_extension(limits),
             *no_introspection,
         ],

@@ -53,6 +53,11 @@ class Settings:
     statement_timeout_ms: int = 10_000
     # Whether clients may introspect the schema (GraphiQL needs it); off for production.
     introspection: bool = True
+    # Serve without authentication while the database holds no API key. `serve` turns this on
+    # for loopback addresses; elsewhere only POMREPORT_ALLOW_UNAUTHENTICATED (or the flag) does.
+    open_without_keys: bool = False
+    # How long a checked API key is trusted before it is looked up again (revocation delay).
+    api_key_cache_seconds: float = 10.0
     max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
     max_query_aliases: int = DEFAULT_QUERY_LIMITS.max_aliases
     max_query_complexity: int = DEFAULT_QUERY_LIMITS.max_complexity
@@ -103,6 +108,14 @@ class Settings:
             ),
             introspection=parse_flag(
                 environ.get("POMREPORT_INTROSPECTION") or "true", "POMREPORT_INTROSPECTION"
+            ),
+            open_without_keys=parse_flag(
+                environ.get("POMREPORT_ALLOW_UNAUTHENTICATED") or "false",
+                "POMREPORT_ALLOW_UNAUTHENTICATED",
+            ),
+            api_key_cache_seconds=parse_seconds(
+                environ.get("POMREPORT_API_KEY_CACHE_SECONDS") or "10",
+                "POMREPORT_API_KEY_CACHE_SECONDS",
             ),
             **{
                 field: parse_positive_int(environ.get(variable) or str(default), variable)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import URL
@@ -30,12 +31,19 @@ class GraphQLClient:
 
     client: TestClient
     statements: list[str] = field(default_factory=list)
+    # Sent with every request, e.g. an Authorization header.
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx2.Response:
+        """Run a request; return the HTTP response."""
+        self.statements.clear()
+        return self.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=self.headers
+        )
 
     def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run a request; return the whole response body (data and errors)."""
-        self.statements.clear()
-        response = self.client.post("/graphql", json={"query": query, "variables": variables})
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = self.post(query, variables).json()
         return body
 
     def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,14 +64,28 @@ def seeded_database_url(database_url: URL) -> URL:
 def graphql(seeded_database_url: URL) -> Iterator[GraphQLClient]:
     """The API over seeded demo data."""
     yield from serve_graphql(
-        Settings(database_url=seeded_database_url, max_page_size=500, expiry_sweep_seconds=0)
+        Settings(
+            database_url=seeded_database_url,
+            max_page_size=500,
+            expiry_sweep_seconds=0,
+            open_without_keys=True,
+            # Open mode is settled at start; no re-check may add a statement to a count.
+            api_key_cache_seconds=3600,
+        )
     )
 
 
 @pytest.fixture
 def empty_graphql(database_url: URL) -> Iterator[GraphQLClient]:
     """The API over an empty, migrated database; the sweeper is off so tests control expiry."""
-    yield from serve_graphql(Settings(database_url=database_url, expiry_sweep_seconds=0))
+    yield from serve_graphql(
+        Settings(
+            database_url=database_url,
+            expiry_sweep_seconds=0,
+            open_without_keys=True,
+            api_key_cache_seconds=3600,
+        )
+    )
 
 
 def serve_graphql(settings: Settings) -> Iterator[GraphQLClient]:

@@ -31,7 +31,9 @@ DATE_TIMES = st.datetimes(
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     databases = SqliteDatabases(tmp_path_factory.mktemp("fuzz"))
-    settings_ = Settings(database_url=databases.create(migrated=True), expiry_sweep_seconds=0)
+    settings_ = Settings(
+        open_without_keys=True, database_url=databases.create(migrated=True), expiry_sweep_seconds=0
+    )
     with TestClient(create_app(settings_), raise_server_exceptions=False) as client:
         yield client
 

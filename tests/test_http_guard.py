@@ -16,7 +16,11 @@ QUERY = b'{"query": "{ campaigns { totalCount } }"}'
 
 @pytest.fixture
 def client(sqlite_databases: SqliteDatabases) -> Iterator[TestClient]:
-    settings = Settings(database_url=sqlite_databases.create(migrated=True), expiry_sweep_seconds=0)
+    settings = Settings(
+        open_without_keys=True,
+        database_url=sqlite_databases.create(migrated=True),
+        expiry_sweep_seconds=0,
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 

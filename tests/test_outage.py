@@ -101,7 +101,7 @@ def proxied_api(
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.restore()
     proxied: URL = url.set(host="127.0.0.1", port=proxy.port)
-    settings = Settings(database_url=proxied, expiry_sweep_seconds=0)
+    settings = Settings(open_without_keys=True, database_url=proxied, expiry_sweep_seconds=0)
     try:
         with TestClient(create_app(settings)) as client:
             yield GraphQLClient(client), proxy

@@ -94,6 +94,8 @@ class Callback(Base):
         Index(None, "job_id", "created_at", "callback_id"),
         Index(None, "contact_id", "created_at", "callback_id"),
         Index(None, "serviced_by_agent_id", "created_at", "callback_id"),
+        # With the creator and serviced-by indexes, an agent key's scope is an index union.
+        Index(None, "created_for_agent_id", "created_at", "callback_id"),
         # Filters by status, and the expiry sweep over ACTIVE callbacks by scheduled end.
         Index(None, "status", "scheduled_end_at"),
     )

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.auth.row_scope import UNRESTRICTED, RowScope
 from service.callbacks.lifecycle import StatusChange
 from service.callbacks.models import Callback, CallbackStatus
 from service.campaigns.models import Campaign
@@ -84,10 +85,13 @@ class ChangeFilter:
     creator_agent_id: str | None = None
     contact_id: str | None = None
     statuses: frozenset[CallbackStatus] | None = None
+    # The subscriber's own rows only (agent keys); the rule is the one reads use.
+    row_scope: RowScope = UNRESTRICTED
 
     def matches(self, change: DeliveredChange) -> bool:
         return (
-            (self.campaign_names is None or change.campaign_name in self.campaign_names)
+            self.row_scope.admits(change.callback)
+            and (self.campaign_names is None or change.campaign_name in self.campaign_names)
             and (
                 self.creator_agent_id is None
                 or change.callback.creator_agent_id == self.creator_agent_id

@@ -38,7 +38,9 @@ COMPLETE = """mutation($id: String!) {
 
 @contextlib.asynccontextmanager
 async def _running_app(database_url: URL) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    app = create_app(Settings(database_url=database_url, expiry_sweep_seconds=0))
+    app = create_app(
+        Settings(open_without_keys=True, database_url=database_url, expiry_sweep_seconds=0)
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://pomreport") as client:
@@ -201,7 +203,10 @@ def test_events_of_unknown_callbacks_load_in_chunks(database_url: URL) -> None:
 def test_a_broker_failure_after_commit_does_not_fail_the_mutation(database_url: URL) -> None:
     async def scenario() -> None:
         settings = Settings(
-            database_url=database_url, expiry_sweep_seconds=0, redis_url="redis://127.0.0.1:1/0"
+            database_url=database_url,
+            expiry_sweep_seconds=0,
+            redis_url="redis://127.0.0.1:1/0",
+            open_without_keys=True,
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):

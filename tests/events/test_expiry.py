@@ -27,7 +27,9 @@ NOW = dt.datetime.now(dt.UTC)
 
 @contextlib.asynccontextmanager
 async def _instance(url: URL, sweep_seconds: float = 0) -> AsyncIterator[Starlette]:
-    app = create_app(Settings(database_url=url, expiry_sweep_seconds=sweep_seconds))
+    app = create_app(
+        Settings(open_without_keys=True, database_url=url, expiry_sweep_seconds=sweep_seconds)
+    )
     async with app.router.lifespan_context(app):
         yield app
 

@@ -134,7 +134,11 @@ class _LoopCapture:
 
 @pytest.fixture
 def served_app(database_url: URL) -> Iterator[tuple[_LoopCapture, str]]:
-    app = _LoopCapture(create_app(Settings(database_url=database_url, expiry_sweep_seconds=0)))
+    app = _LoopCapture(
+        create_app(
+            Settings(open_without_keys=True, database_url=database_url, expiry_sweep_seconds=0)
+        )
+    )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,0 +1,215 @@
+"""API keys: issuing, listing and revoking them, and turning a request's key into a principal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.auth.models import ApiKey, Role
+from service.auth.row_scope import UNRESTRICTED, RowScope
+from service.error_codes import is_database_unavailable
+from service.errors import UnauthenticatedError
+
+logger = logging.getLogger(__name__)
+
+# Recognisable in logs and secret scanners; the rest is 256 random bits.
+KEY_MARKER = "pomr_"
+# How much of a key `apikey list` shows, to tell keys apart without revealing them.
+SHOWN_PREFIX_LENGTH = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts for: a key's role, and for agent keys the agent."""
+
+    role: Role
+    agent_id: str | None
+    key_id: int | None
+    name: str
+
+    @property
+    def row_scope(self) -> RowScope:
+        """The callback rows this principal may see."""
+        return RowScope(self.agent_id) if self.role is Role.AGENT else UNRESTRICTED
+
+
+# Everything is allowed while a loopback server has no keys (development only).
+OPEN_DEVELOPMENT_PRINCIPAL = Principal(Role.ADMIN, None, None, "open development mode")
+
+
+class ApiKeyError(Exception):
+    """A key management request the database cannot honour; the message says why."""
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: its SHA-256, in hex."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key in an `Authorization: Bearer <key>` value; None when there is no value."""
+    if authorization is None or not authorization.strip():
+        return None
+    scheme, _, key = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise UnauthenticatedError("send the API key as 'Authorization: Bearer <key>'")
+    return key.strip()
+
+
+async def create_api_key(
+    session_maker: async_sessionmaker[AsyncSession],
+    role: Role,
+    *,
+    agent_id: str | None = None,
+    name: str = "",
+    now: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Issue a key; return its row and the key itself, which is never stored or shown again."""
+    if (role is Role.AGENT) != (agent_id is not None):
+        raise ApiKeyError(
+            "an agent key needs --agent-id"
+            if role is Role.AGENT
+            else "only agent keys name an agent"
+        )
+    key = KEY_MARKER + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=name,
+        role=role,
+        agent_id=agent_id,
+        key_prefix=key[:SHOWN_PREFIX_LENGTH],
+        key_hash=hash_key(key),
+        created_at=now or dt.datetime.now(dt.UTC),
+    )
+    async with session_maker() as session, session.begin():
+        session.add(row)
+    return row, key
+
+
+async def list_api_keys(session_maker: async_sessionmaker[AsyncSession]) -> list[ApiKey]:
+    """Every key ever issued, revoked ones included, oldest first."""
+    async with session_maker() as session:
+        return list(await session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+async def revoke_api_key(
+    session_maker: async_sessionmaker[AsyncSession], key_id: int, *, now: dt.datetime | None = None
+) -> ApiKey:
+    """Revoke a key for good; a key already revoked or never issued is an error."""
+    async with session_maker() as session, session.begin():
+        row = await session.get(ApiKey, key_id, with_for_update=True)
+        if row is None:
+            raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
+        if row.revoked_at is not None:
+            raise ApiKeyError(f"API key {key_id} was already revoked at {row.revoked_at}")
+        row.revoked_at = now or dt.datetime.now(dt.UTC)
+    return row
+
+
+class ApiKeyRegistry:
+    """Authenticates requests against the `api_key` table, with a short cache.
+
+    A key that checked out is trusted for `cache_seconds`, so a busy client costs no SQL;
+    a revocation therefore takes effect within that time on every instance. Unknown keys
+    are looked up each time, so a key issued a moment ago works at once.
+
+    With `open_without_keys`, a request without a key runs as admin while the table holds
+    no key at all (revoked ones count: revoking every key does not open a server). Creating
+    the first key ends that mode within `cache_seconds`, without a restart.
+    """
+
+    def __init__(
+        self,
+        session_maker: async_sessionmaker[AsyncSession],
+        *,
+        open_without_keys: bool,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session_maker = session_maker
+        self._open_without_keys = open_without_keys
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._trusted: dict[str, tuple[Principal, float]] = {}
+        self._keys_exist: bool | None = None  # None: not known yet
+        self._keys_checked_at = float("-inf")
+
+    async def start(self) -> None:
+        """Learn whether keys exist; announce open development mode loudly if it applies."""
+        if not self._open_without_keys:
+            return
+        try:
+            await self._check_keys_exist()
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            logger.warning("cannot tell yet whether API keys exist: %s", error)
+            return
+        if self.is_open:
+            logger.warning(
+                "OPEN DEVELOPMENT MODE: no API keys exist, so every request runs as admin "
+                "without a key. Create one with `pomreport apikey create --role admin` to "
+                "require keys."
+            )
+
+    @property
+    def is_open(self) -> bool:
+        """Whether requests without a key are served (as last checked)."""
+        return self._open_without_keys and self._keys_exist is False
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The principal for an Authorization header value (or WebSocket payload value).
+
+        Raises UnauthenticatedError for a missing, malformed, unknown or revoked key.
+        """
+        key = bearer_key(authorization)
+        if key is None:
+            if self._open_without_keys and self._keys_exist is not True:
+                if self._clock() - self._keys_checked_at >= self._cache_seconds:
+                    await self._check_keys_exist()
+                if self._keys_exist is False:
+                    return OPEN_DEVELOPMENT_PRINCIPAL
+            raise UnauthenticatedError(
+                "this request needs an API key: send 'Authorization: Bearer <key>'"
+            )
+        digest = hash_key(key)
+        cached = self._trusted.get(digest)
+        if cached is not None and self._clock() - cached[1] < self._cache_seconds:
+            return cached[0]
+        principal = await self._look_up(digest)
+        if principal is None:
+            self._trusted.pop(digest, None)
+            raise UnauthenticatedError("the API key is not valid (unknown or revoked)")
+        self._trusted[digest] = (principal, self._clock())
+        return principal
+
+    async def _look_up(self, digest: str) -> Principal | None:
+        async with self._session_maker() as session:
+            row = await session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+        if row is None:
+            return None
+        self._end_open_mode()
+        return Principal(row.role, row.agent_id, row.id, row.name)
+
+    async def _check_keys_exist(self) -> None:
+        async with self._session_maker() as session:
+            found = bool(await session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+        self._keys_checked_at = self._clock()
+        if found:
+            self._end_open_mode()
+        else:
+            self._keys_exist = False
+
+    def _end_open_mode(self) -> None:
+        if self.is_open:
+            logger.warning("API keys exist now: open development mode has ended")
+        self._keys_exist = True

@@ -1,0 +1,83 @@
+"""Which callback rows a caller may see, applied once: to every ORM SELECT of its sessions.
+
+An agent key sees the callbacks the agent created, was assigned (Created For) or serviced
+(Serviced By, the latest attempt), and the attempts of those callbacks; every other role
+sees every row. The rule is attached to the caller's sessions and added to each SELECT by a
+`do_orm_execute` hook, so root and nested connections, counts, the report, loaders and
+`node(id:)` all obey it without any resolver knowing, subqueries included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, event, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from service.callbacks.models import Callback, CallbackAttempt
+
+_SESSION_INFO_KEY = "pomreport.row_scope"
+
+# The callback columns naming an agent an agent key may see the callback through.
+AGENT_VISIBILITY_COLUMNS = ("creator_agent_id", "created_for_agent_id", "serviced_by_agent_id")
+
+
+@dataclass(frozen=True, slots=True)
+class RowScope:
+    """The rows a caller may see: all of them, or those of one agent's callbacks."""
+
+    agent_id: str | None = None
+
+    @property
+    def is_unrestricted(self) -> bool:
+        """Whether every row is visible (no criteria to add)."""
+        return self.agent_id is None
+
+    def callback_condition(self) -> ColumnElement[bool]:
+        """The SQL condition on `callback` rows this scope admits."""
+        if self.agent_id is None:
+            return true()
+        return or_(
+            *(getattr(Callback, column) == self.agent_id for column in AGENT_VISIBILITY_COLUMNS)
+        )
+
+    def admits(self, callback: Callback) -> bool:
+        """The same rule in Python, for rows loaded once and shared (subscription fan-out)."""
+        if self.agent_id is None:
+            return True
+        return any(
+            getattr(callback, column) == self.agent_id for column in AGENT_VISIBILITY_COLUMNS
+        )
+
+
+UNRESTRICTED = RowScope()
+
+
+def scoped_session_maker(
+    session_maker: async_sessionmaker[AsyncSession], scope: RowScope
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions like `session_maker`'s whose SELECTs see only the rows `scope` admits."""
+    if scope.is_unrestricted:
+        return session_maker
+    return async_sessionmaker(
+        session_maker.kw["bind"],
+        expire_on_commit=session_maker.kw.get("expire_on_commit", True),
+        info={_SESSION_INFO_KEY: scope},
+    )
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _restrict_to_scope(state: ORMExecuteState) -> None:
+    scope = state.session.info.get(_SESSION_INFO_KEY)
+    if scope is None or not state.is_select or state.is_column_load or state.is_relationship_load:
+        return
+    visible_callbacks = scope.callback_condition()
+    state.statement = state.statement.options(
+        with_loader_criteria(Callback, visible_callbacks, include_aliases=True),
+        with_loader_criteria(
+            CallbackAttempt,
+            CallbackAttempt.callback_id.in_(select(Callback.callback_id).where(visible_callbacks)),
+            include_aliases=True,
+        ),
+    )
