@@ -695,7 +695,10 @@ def run(arguments: argparse.Namespace) -> None:
     callbacks = ensure_seeded(
         raw_url, arguments.admin_url, arguments.seed_if_missing, arguments.seed_callbacks
     )
-    settings = Settings.from_environment(dict(os.environ, DATABASE_URL=raw_url))
+    # In-process runs use open development mode, as `serve` on loopback does (no API keys).
+    settings = dataclasses.replace(
+        Settings.from_environment(dict(os.environ, DATABASE_URL=raw_url)), open_without_keys=True
+    )
     dsn = asyncpg_dsn(settings.database_url)
     agent, agent_callbacks = asyncio.run(_busiest_agent(dsn, settings))
     rows = min(agent_callbacks, PAGE_SIZE)
