@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.auth.api_keys import (
     OPEN_DEVELOPMENT_PRINCIPAL,
     ApiKeyRegistry,
@@ -28,6 +30,7 @@ from service.auth.api_keys import (
 from service.auth.models import ApiKey, Role
 from service.cli import is_loopback
 from service.errors import UnauthenticatedError
+from service.settings import Settings, parse_database_url
 from tests.conftest import SqliteDatabases
 from tests.test_cli import _pomreport
 
@@ -262,3 +265,21 @@ def test_serve_on_loopback_with_a_key_requires_it(sqlite_database_url: str) -> N
         )
         assert allowed.json() == {"data": {"agents": {"totalCount": 0}}}
     assert "OPEN DEVELOPMENT MODE" not in served.stderr
+
+
+@pytest.mark.parametrize("open_without_keys", [False, True], ids=["keys-required", "open-mode"])
+def test_authentication_against_an_unreachable_database_is_service_unavailable(
+    open_without_keys: bool,
+) -> None:
+    unreachable = parse_database_url("postgresql://postgres@127.0.0.1:1/test")
+    settings = Settings(
+        database_url=unreachable, open_without_keys=open_without_keys, expiry_sweep_seconds=0
+    )
+    with TestClient(create_app(settings)) as client:
+        with_key = client.post("/graphql", json=QUERY, headers={"Authorization": "Bearer pomr_x"})
+        assert with_key.status_code == 503
+        assert with_key.json()["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+        without_key = client.post("/graphql", json=QUERY)
+        # Keys required: refused at once. Open mode: whether keys exist cannot be known.
+        assert without_key.status_code == (503 if open_without_keys else 401)
+        assert "127.0.0.1:1" not in without_key.text
