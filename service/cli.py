@@ -25,6 +25,7 @@ from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, re
 from service.auth.models import ApiKey, Role
 from service.database_migrations import schema_is_current, upgrade_to_head
 from service.db import create_engine, create_session_maker
+from service.models import Agent
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import SeedPlan, default_as_of
@@ -198,16 +199,25 @@ async def _check_database_ready(settings: Settings) -> bool:
 
 
 def _apikey_create(settings: Settings, arguments: argparse.Namespace) -> int:
-    async def create() -> tuple[ApiKey, str]:
+    async def create() -> tuple[ApiKey, str, bool]:
         async with _session_maker(settings) as session_maker:
-            return await create_api_key(
+            row, key = await create_api_key(
                 session_maker,
                 Role(arguments.role),
                 agent_id=arguments.agent_id,
                 name=arguments.name,
             )
+            async with session_maker() as session:
+                known = row.agent_id is None or await session.get(Agent, row.agent_id) is not None
+            return row, key, known
 
-    row, key = asyncio.run(create())
+    row, key, agent_known = asyncio.run(create())
+    if not agent_known:
+        print(
+            f"pomreport: note: no agent {row.agent_id} in the database yet; the key sees that "
+            "agent's callbacks as they arrive",
+            file=sys.stderr,
+        )
     print(
         f"pomreport: created API key {row.id} ({_describe_key(row)}); "
         "it is shown once, keep it now:",

@@ -46,6 +46,7 @@ def test_apikey_create_prints_the_key_once_and_stores_only_its_hash(database_url
     assert key.startswith("pomr_")
     assert len(key) > 40
     assert "shown once" in created.stderr
+    assert "no agent A1001 in the database yet" in created.stderr  # the database is empty
     assert key not in created.stderr
 
     listing = _pomreport("apikey", "list", database_url=url)
