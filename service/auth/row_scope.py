@@ -2,8 +2,8 @@
 
 An agent key sees the callbacks the agent created, was assigned (Created For) or serviced
 (Serviced By, the latest attempt), and the attempts of those callbacks; every other role
-sees every row. The rule is attached to the caller's sessions and added to each SELECT by a
-`do_orm_execute` hook, so root and nested connections, counts, the report, loaders and
+sees every row. An agent's sessions are `RowScopedSession`s carrying the rule, and that
+class's `do_orm_execute` hook adds it to each of their SELECTs, so root and nested connections, counts, the report, loaders and
 `node(id:)` all obey it without any resolver knowing, subqueries included.
 """
 
@@ -54,6 +54,10 @@ class RowScope:
 UNRESTRICTED = RowScope()
 
 
+class RowScopedSession(Session):
+    """A session whose ORM SELECTs see only the rows its `info` scope admits."""
+
+
 def scoped_session_maker(
     session_maker: async_sessionmaker[AsyncSession], scope: RowScope
 ) -> async_sessionmaker[AsyncSession]:
@@ -63,15 +67,17 @@ def scoped_session_maker(
     return async_sessionmaker(
         session_maker.kw["bind"],
         expire_on_commit=session_maker.kw.get("expire_on_commit", True),
+        sync_session_class=RowScopedSession,
         info={_SESSION_INFO_KEY: scope},
     )
 
 
-@event.listens_for(Session, "do_orm_execute")
+@event.listens_for(RowScopedSession, "do_orm_execute")
 def _restrict_to_scope(state: ORMExecuteState) -> None:
-    scope = state.session.info.get(_SESSION_INFO_KEY)
-    if scope is None or not state.is_select or state.is_column_load or state.is_relationship_load:
+    # Column and relationship loads refine rows a SELECT already admitted.
+    if not state.is_select or state.is_column_load or state.is_relationship_load:
         return
+    scope: RowScope = state.session.info[_SESSION_INFO_KEY]
     visible_callbacks = scope.callback_condition()
     state.statement = state.statement.options(
         with_loader_criteria(Callback, visible_callbacks, include_aliases=True),
