@@ -3,8 +3,9 @@
 An agent key sees the callbacks the agent created, was assigned (Created For) or serviced
 (Serviced By, the latest attempt), and the attempts of those callbacks; every other role
 sees every row. An agent's sessions are `RowScopedSession`s carrying the rule, and that
-class's `do_orm_execute` hook adds it to each of their SELECTs, so root and nested connections, counts, the report, loaders and
-`node(id:)` all obey it without any resolver knowing, subqueries included.
+class's `do_orm_execute` hook adds it to each of their SELECTs, so root and nested
+connections, counts, the report, loaders and `node(id:)` all obey it without any resolver
+knowing, subqueries included.
 """
 
 from __future__ import annotations
