@@ -22,7 +22,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.api_keys import ApiKeyRegistry
-from service.auth.http import ApiKeyAuthentication, authenticated_principal
+from service.auth.http import ApiKeyAuthentication, authenticated_principal, is_proxied
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.context import Context
 from service.db import create_engine, create_session_maker, create_write_engine
@@ -124,6 +124,9 @@ class PomreportGraphQL(GraphQL[Context, None]):
             events=state.events,
             api_keys=state.api_keys,
             principal=authenticated_principal(request.scope),
+            credentials=request.headers.get("authorization"),
+            proxied=is_proxied(request.scope),
+            is_websocket=isinstance(request, WebSocket),
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -135,12 +138,11 @@ class PomreportGraphQL(GraphQL[Context, None]):
         try:
             if authorization is not None and not isinstance(authorization, str):
                 raise UnauthenticatedError("Authorization in connection_init must be a string")
-            principal = await context.api_keys.authenticate(authorization)
+            await context.authenticate(authorization)
         except UnauthenticatedError as error:
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": "UNAUTHENTICATED"}}
             ) from None
-        context.authenticate_as(principal)
         return NO_ACK_PAYLOAD
 
     def create_response(
@@ -179,7 +181,8 @@ def create_app(settings: Settings) -> Starlette:
         app.state.events = events
         app.state.api_keys = ApiKeyRegistry(
             app.state.session_maker,
-            open_without_keys=settings.open_without_keys,
+            open_without_keys=settings.open_without_keys or settings.allow_unauthenticated,
+            open_to_proxied=settings.allow_unauthenticated,
             cache_seconds=settings.api_key_cache_seconds,
         )
         sweeper: asyncio.Task[None] | None = None

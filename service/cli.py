@@ -158,7 +158,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     host = arguments.host or settings.host
     port = arguments.port or settings.port
     keys_exist = asyncio.run(_check_database_ready(settings))
-    allow_unauthenticated = arguments.allow_unauthenticated or settings.open_without_keys
+    allow_unauthenticated = arguments.allow_unauthenticated or settings.allow_unauthenticated
     if not keys_exist and not (allow_unauthenticated or is_loopback(host)):
         raise PomreportCommandError(
             f"no API key exists, so serving on {host} would let anyone in. Create one with "
@@ -168,7 +168,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     if not keys_exist:
         print(OPEN_MODE_BANNER.format(host=host), file=sys.stderr, flush=True)
     settings = dataclasses.replace(
-        settings, open_without_keys=allow_unauthenticated or is_loopback(host)
+        settings, open_without_keys=is_loopback(host), allow_unauthenticated=allow_unauthenticated
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     return 0

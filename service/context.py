@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import strawberry
@@ -31,6 +31,11 @@ class Context:
     events: CallbackEvents
     api_keys: ApiKeyRegistry
     principal: Principal | None
+    # The Authorization value the principal came from, and how the client reached us: a
+    # WebSocket checks its key again on every operation and every delivered change.
+    credentials: str | None = None
+    proxied: bool = False
+    is_websocket: bool = False
     # Set by Strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, object] | None = None
     session_maker: async_sessionmaker[AsyncSession] = field(init=False)
@@ -45,6 +50,23 @@ class Context:
         scope = principal.row_scope if principal is not None else UNRESTRICTED
         self.session_maker = scoped_session_maker(self.database_session_maker, scope)
         self.refresh_loaders()
+
+    async def authenticate(self, credentials: str | None) -> None:
+        """Act for whoever `credentials` name; raises UnauthenticatedError if nobody."""
+        principal = await self.api_keys.authenticate(credentials, proxied=self.proxied)
+        self.credentials = credentials
+        if principal != self.principal:
+            self.authenticate_as(principal)
+
+    async def check_principal_still_valid(self) -> None:
+        """Drop the principal when its key was revoked (or open mode ended) since it was
+        checked; later operations on this connection are then refused."""
+        if self.principal is None:
+            return
+        try:
+            await self.authenticate(self.credentials)
+        except UnauthenticatedError:
+            self.authenticate_as(None)
 
     @property
     def row_scope(self) -> RowScope:
@@ -62,11 +84,14 @@ Info = strawberry.Info[Context, None]
 
 
 class FreshLoadersPerOperation(SchemaExtension):
-    """Every operation starts with empty loaders: a WebSocket connection keeps one context for
-    all its operations, and a query on it must not see rows cached by an earlier one."""
+    """Every operation starts with empty loaders, and on a WebSocket with its key checked
+    again: the connection keeps one context for all its operations, a query on it must not
+    see rows cached by an earlier one, and a key revoked meanwhile must not work."""
 
-    def on_operation(self) -> Iterator[None]:
+    async def on_operation(self) -> AsyncIterator[None]:
         context = self.execution_context.context
         if isinstance(context, Context):
+            if context.is_websocket:
+                await context.check_principal_still_valid()
             context.refresh_loaders()
         yield

@@ -10,6 +10,7 @@ import asyncpg
 from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
     for error in errors:
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
+            continue
+        if isinstance(original, CannotGetOperationTypeError | InvalidOperationTypeError):
+            # The client's mistake, e.g. a query over legacy graphql-ws (subscriptions only).
+            error.extensions = {"code": "BAD_REQUEST"}
             continue
         error.message, error.extensions = masked_error(original)
 

@@ -53,9 +53,12 @@ class Settings:
     statement_timeout_ms: int = 10_000
     # Whether clients may introspect the schema (GraphiQL needs it); off for production.
     introspection: bool = True
-    # Serve without authentication while the database holds no API key. `serve` turns this on
-    # for loopback addresses; elsewhere only POMREPORT_ALLOW_UNAUTHENTICATED (or the flag) does.
+    # Serve direct clients without authentication while the database holds no API key;
+    # `serve` turns this on for loopback addresses (open development mode).
     open_without_keys: bool = False
+    # The operator's override: serve without keys on any address, proxied requests included
+    # (for a proxy in front that authenticates).
+    allow_unauthenticated: bool = False
     # How long a checked API key is trusted before it is looked up again (revocation delay).
     api_key_cache_seconds: float = 10.0
     max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
@@ -77,6 +80,10 @@ class Settings:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from environment variables, rejecting bad values with a clear message."""
+
+        def limit(variable: str, default: int) -> int:
+            return parse_positive_int(environ.get(variable) or str(default), variable)
+
         return cls(
             database_url=parse_database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             report_time_zone=parse_time_zone(
@@ -109,7 +116,7 @@ class Settings:
             introspection=parse_flag(
                 environ.get("POMREPORT_INTROSPECTION") or "true", "POMREPORT_INTROSPECTION"
             ),
-            open_without_keys=parse_flag(
+            allow_unauthenticated=parse_flag(
                 environ.get("POMREPORT_ALLOW_UNAUTHENTICATED") or "false",
                 "POMREPORT_ALLOW_UNAUTHENTICATED",
             ),
@@ -117,31 +124,14 @@ class Settings:
                 environ.get("POMREPORT_API_KEY_CACHE_SECONDS") or "10",
                 "POMREPORT_API_KEY_CACHE_SECONDS",
             ),
-            **{
-                field: parse_positive_int(environ.get(variable) or str(default), variable)
-                for field, variable, default in (
-                    (
-                        "max_query_depth",
-                        "POMREPORT_MAX_QUERY_DEPTH",
-                        DEFAULT_QUERY_LIMITS.max_depth,
-                    ),
-                    (
-                        "max_query_aliases",
-                        "POMREPORT_MAX_QUERY_ALIASES",
-                        DEFAULT_QUERY_LIMITS.max_aliases,
-                    ),
-                    (
-                        "max_query_complexity",
-                        "POMREPORT_MAX_QUERY_COMPLEXITY",
-                        DEFAULT_QUERY_LIMITS.max_complexity,
-                    ),
-                    (
-                        "max_query_tokens",
-                        "POMREPORT_MAX_QUERY_TOKENS",
-                        DEFAULT_QUERY_LIMITS.max_tokens,
-                    ),
-                )
-            },
+            max_query_depth=limit("POMREPORT_MAX_QUERY_DEPTH", DEFAULT_QUERY_LIMITS.max_depth),
+            max_query_aliases=limit(
+                "POMREPORT_MAX_QUERY_ALIASES", DEFAULT_QUERY_LIMITS.max_aliases
+            ),
+            max_query_complexity=limit(
+                "POMREPORT_MAX_QUERY_COMPLEXITY", DEFAULT_QUERY_LIMITS.max_complexity
+            ),
+            max_query_tokens=limit("POMREPORT_MAX_QUERY_TOKENS", DEFAULT_QUERY_LIMITS.max_tokens),
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -116,14 +117,23 @@ async def revoke_api_key(
 class ApiKeyRegistry:
     """Authenticates requests against the `api_key` table, with a short cache.
 
-    A key that checked out is trusted for `cache_seconds`, so a busy client costs no SQL;
-    a revocation therefore takes effect within that time on every instance. Unknown keys
-    are looked up each time, so a key issued a moment ago works at once.
+    A key's verdict is trusted for `cache_seconds`, so a busy client costs no SQL; a
+    revocation therefore takes effect within that time on every instance (WebSockets check
+    again on each operation and each delivered change). A key nobody has tried is looked up
+    at once, so a key issued a moment ago works at once; a rejected key stays rejected in the
+    cache (it cannot become valid: keys are random). Concurrent lookups of one key share one
+    statement, so a thousand subscribers re-checking after the cache time cost one.
 
     With `open_without_keys`, a request without a key runs as admin while the table holds
     no key at all (revoked ones count: revoking every key does not open a server). Creating
-    the first key ends that mode within `cache_seconds`, without a restart.
+    the first key ends that mode within `cache_seconds`, without a restart. Unless
+    `open_to_proxied`, open mode serves only direct clients: a request a proxy forwarded
+    (it carries `Forwarded` or `X-Forwarded-For`) needs a key even then, so a loopback
+    server behind a reverse proxy is not open to the world.
     """
+
+    # Most key verdicts remembered; the oldest go first (bounds memory under a flood).
+    MAX_REMEMBERED_KEYS = 10_000
 
     def __init__(
         self,
@@ -131,15 +141,19 @@ class ApiKeyRegistry:
         *,
         open_without_keys: bool,
         cache_seconds: float,
+        open_to_proxied: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session_maker = session_maker
         self._open_without_keys = open_without_keys
+        self._open_to_proxied = open_to_proxied
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._trusted: dict[str, tuple[Principal, float]] = {}
+        self._verdicts: dict[str, tuple[Principal | None, float]] = {}
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
         self._keys_exist: bool | None = None  # None: not known yet
         self._keys_checked_at = float("-inf")
+        self._keys_check: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Learn whether keys exist; announce open development mode loudly if it applies."""
@@ -164,31 +178,53 @@ class ApiKeyRegistry:
         """Whether requests without a key are served (as last checked)."""
         return self._open_without_keys and self._keys_exist is False
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, *, proxied: bool = False) -> Principal:
         """The principal for an Authorization header value (or WebSocket payload value).
 
         Raises UnauthenticatedError for a missing, malformed, unknown or revoked key.
         """
         key = bearer_key(authorization)
         if key is None:
-            if self._open_without_keys and self._keys_exist is not True:
-                if self._clock() - self._keys_checked_at >= self._cache_seconds:
-                    await self._check_keys_exist()
-                if self._keys_exist is False:
-                    return OPEN_DEVELOPMENT_PRINCIPAL
-            raise UnauthenticatedError(
-                "this request needs an API key: send 'Authorization: Bearer <key>'"
-            )
+            return await self._open_principal(proxied=proxied)
         digest = hash_key(key)
-        cached = self._trusted.get(digest)
-        if cached is not None and self._clock() - cached[1] < self._cache_seconds:
-            return cached[0]
-        principal = await self._look_up(digest)
+        verdict = self._verdicts.get(digest)
+        if verdict is None or self._clock() - verdict[1] >= self._cache_seconds:
+            principal = await self._shared_look_up(digest)
+            self._remember(digest, principal)
+        else:
+            principal = verdict[0]
         if principal is None:
-            self._trusted.pop(digest, None)
             raise UnauthenticatedError("the API key is not valid (unknown or revoked)")
-        self._trusted[digest] = (principal, self._clock())
         return principal
+
+    async def _open_principal(self, *, proxied: bool) -> Principal:
+        if self._open_without_keys and self._keys_exist is not True:
+            if self._clock() - self._keys_checked_at >= self._cache_seconds:
+                await self._shared_keys_check()
+            if self._keys_exist is False:
+                if proxied and not self._open_to_proxied:
+                    raise UnauthenticatedError(
+                        "open development mode serves direct loopback clients only, and this "
+                        "request came through a proxy: create an API key and send it"
+                    )
+                return OPEN_DEVELOPMENT_PRINCIPAL
+        raise UnauthenticatedError(
+            "this request needs an API key: send 'Authorization: Bearer <key>'"
+        )
+
+    def _remember(self, digest: str, principal: Principal | None) -> None:
+        self._verdicts.pop(digest, None)
+        self._verdicts[digest] = (principal, self._clock())
+        while len(self._verdicts) > self.MAX_REMEMBERED_KEYS:
+            del self._verdicts[next(iter(self._verdicts))]
+
+    async def _shared_look_up(self, digest: str) -> Principal | None:
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
+            lookup.add_done_callback(lambda _done: self._lookups.pop(digest, None))
+        # Shielded: one waiter going away must not cancel the others' lookup.
+        return await asyncio.shield(lookup)
 
     async def _look_up(self, digest: str) -> Principal | None:
         async with self._session_maker() as session:
@@ -199,6 +235,16 @@ class ApiKeyRegistry:
             return None
         self._end_open_mode()
         return Principal(row.role, row.agent_id, row.id, row.name)
+
+    async def _shared_keys_check(self) -> None:
+        if self._keys_check is None:
+            self._keys_check = asyncio.ensure_future(self._check_keys_exist())
+
+            def forget(_done: asyncio.Future[None]) -> None:
+                self._keys_check = None
+
+            self._keys_check.add_done_callback(forget)
+        await asyncio.shield(self._keys_check)
 
     async def _check_keys_exist(self) -> None:
         async with self._session_maker() as session:

@@ -46,7 +46,7 @@ class ApiKeyAuthentication:
             return
         registry: ApiKeyRegistry = scope["app"].state.api_keys
         try:
-            principal = await registry.authenticate(authorization)
+            principal = await registry.authenticate(authorization, proxied=is_proxied(scope))
         except UnauthenticatedError as error:
             await _refuse(scope, send, 401, error.message, "UNAUTHENTICATED")
             return
@@ -57,6 +57,12 @@ class ApiKeyAuthentication:
             return
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
         await self.app(scope, receive, send)
+
+
+def is_proxied(scope: Scope) -> bool:
+    """Whether a proxy forwarded the request (it says so in a forwarding header)."""
+    headers = Headers(scope=scope)
+    return any(name in headers for name in ("forwarded", "x-forwarded-for", "x-real-ip"))
 
 
 def _is_graphiql_page(scope: Scope) -> bool:

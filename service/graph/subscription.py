@@ -9,6 +9,7 @@ import strawberry
 
 from service.callbacks.models import CallbackStatus
 from service.context import Info
+from service.errors import UnauthenticatedError
 from service.events.hub import ChangeFilter
 from service.graph.nodes import CallbackNode
 
@@ -51,6 +52,10 @@ class Subscription:
         )
         async with info.context.events.hub.subscribe(change_filter) as subscriber:
             async for change in subscriber.changes():
+                # A key revoked while the subscription runs ends it at the next change.
+                await info.context.check_principal_still_valid()
+                if info.context.principal is None:
+                    raise UnauthenticatedError("the API key is no longer valid")
                 info.context.refresh_loaders()
                 yield CallbackStatusChange(
                     callback=CallbackNode.from_row(change.callback),
