@@ -32,6 +32,7 @@ from sqlalchemy import delete, event, text
 from service.app import create_app
 from service.auth.api_keys import create_api_key
 from service.auth.models import ApiKey, Role
+from service.cli import freeze_long_lived_objects
 from service.db import create_engine, create_session_maker
 from service.settings import Settings
 
@@ -118,6 +119,7 @@ async def run(database_url: str, requests: int) -> None:
         print(f"PostgreSQL plan of the scoped count: {plan}")
 
         app = create_app(settings)
+        freeze_long_lived_objects()  # as `pomreport serve` does
         statements: list[str] = []
         async with app.router.lifespan_context(app):
             event.listen(
