@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.extensions import SchemaExtension
 
 from service.auth.api_keys import ApiKeyRegistry, Principal
-from service.auth.row_scope import UNRESTRICTED, RowScope, scoped_session_maker
+from service.auth.row_scope import NO_READS, RowScope, scoped_session_maker
 from service.errors import UnauthenticatedError
 from service.events.callback_events import CallbackEvents
 from service.graph.loaders import Loaders
@@ -22,7 +22,8 @@ class Context:
     """Per-request context; resolvers open their own short sessions from the session makers.
 
     `session_maker` sees only the rows the principal may see (see `service.auth.row_scope`);
-    every read goes through it. Without a principal nothing runs (`OperationAuthorization`).
+    every read goes through it. Without a principal nothing runs (`OperationAuthorization`),
+    and a read would be refused all the same.
     """
 
     settings: Settings
@@ -47,7 +48,7 @@ class Context:
     def authenticate_as(self, principal: Principal | None) -> None:
         """Act for `principal` from now on: its row scope applies to every later read."""
         self.principal = principal
-        scope = principal.row_scope if principal is not None else UNRESTRICTED
+        scope = principal.row_scope if principal is not None else NO_READS
         self.session_maker = scoped_session_maker(self.database_session_maker, scope)
         self.refresh_loaders()
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from service.callbacks.models import Callback, CallbackAttempt
+from service.errors import UnauthenticatedError
 
 _SESSION_INFO_KEY = "pomreport.row_scope"
 
@@ -26,14 +27,16 @@ AGENT_VISIBILITY_COLUMNS = ("creator_agent_id", "created_for_agent_id", "service
 
 @dataclass(frozen=True, slots=True)
 class RowScope:
-    """The rows a caller may see: all of them, or those of one agent's callbacks."""
+    """The rows a caller may see: all of them, those of one agent's callbacks, or none."""
 
     agent_id: str | None = None
+    # Nobody authenticated: any read is refused (a second line behind OperationAuthorization).
+    refuses_reads: bool = False
 
     @property
     def is_unrestricted(self) -> bool:
         """Whether every row is visible (no criteria to add)."""
-        return self.agent_id is None
+        return self.agent_id is None and not self.refuses_reads
 
     def callback_condition(self) -> ColumnElement[bool]:
         """The SQL condition on `callback` rows this scope admits."""
@@ -53,6 +56,7 @@ class RowScope:
 
 
 UNRESTRICTED = RowScope()
+NO_READS = RowScope(refuses_reads=True)
 
 
 class RowScopedSession(Session):
@@ -79,6 +83,8 @@ def _restrict_to_scope(state: ORMExecuteState) -> None:
     if not state.is_select or state.is_column_load or state.is_relationship_load:
         return
     scope: RowScope = state.session.info[_SESSION_INFO_KEY]
+    if scope.refuses_reads:
+        raise UnauthenticatedError("this operation needs an API key")
     visible_callbacks = scope.callback_condition()
     state.statement = state.statement.options(
         with_loader_criteria(Callback, visible_callbacks, include_aliases=True),
