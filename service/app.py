@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -19,6 +20,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.api_keys import ApiKeyRegistry
@@ -101,8 +103,33 @@ query CallbacksScheduledDetails {
 NO_ACK_PAYLOAD = cast(UnsetType, UNSET)
 
 
+class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time.
+
+    Strawberry times `graphql-transport-ws` connections out (4408) but not legacy ones, so an
+    unauthenticated client could hold a socket open for as long as it liked.
+    """
+
+    async def handle(self) -> None:
+        timeout = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timeout.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timeout
+
+    async def _close_unless_initialised(self) -> None:
+        view = cast(PomreportGraphQL, self.view)
+        await asyncio.sleep(view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+
 class PomreportGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with the service's per-request context."""
+
+    graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     @property
     def graphql_ide_html(self) -> str:
@@ -210,6 +237,7 @@ def create_app(settings: Settings) -> Starlette:
     graphql = PomreportGraphQL(
         create_schema(settings.query_limits, introspection=settings.introspection),
         graphql_ide="graphiql" if settings.introspection else None,
+        connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout_seconds),
     )
     app = Starlette(
         routes=[

@@ -61,6 +61,8 @@ class Settings:
     allow_unauthenticated: bool = False
     # How long a checked API key is trusted before it is looked up again (revocation delay).
     api_key_cache_seconds: float = 10.0
+    # A WebSocket that sends no connection_init (its key) within this is closed (4408).
+    websocket_init_timeout_seconds: float = 10.0
     max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
     max_query_aliases: int = DEFAULT_QUERY_LIMITS.max_aliases
     max_query_complexity: int = DEFAULT_QUERY_LIMITS.max_complexity
@@ -123,6 +125,10 @@ class Settings:
             api_key_cache_seconds=parse_seconds(
                 environ.get("POMREPORT_API_KEY_CACHE_SECONDS") or "10",
                 "POMREPORT_API_KEY_CACHE_SECONDS",
+            ),
+            websocket_init_timeout_seconds=parse_seconds(
+                environ.get("POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS") or "10",
+                "POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS",
             ),
             max_query_depth=limit("POMREPORT_MAX_QUERY_DEPTH", DEFAULT_QUERY_LIMITS.max_depth),
             max_query_aliases=limit(

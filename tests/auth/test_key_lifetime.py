@@ -205,3 +205,17 @@ def test_a_query_over_legacy_graphql_ws_is_a_client_error(database_url: URL) -> 
         result = _result(websocket)
         assert _code(result) == "BAD_REQUEST"
         assert result["errors"][0]["message"] == "queries are not allowed"
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_a_websocket_that_never_sends_its_key_is_closed(database_url: URL, protocol: str) -> None:
+    settings = _settings(database_url, websocket_init_timeout_seconds=0.3)
+    with (
+        contextlib.contextmanager(serve_graphql)(settings) as api,
+        api.client.websocket_connect("/graphql", subprotocols=[protocol]) as websocket,
+    ):
+        started = time.monotonic()
+        closed = websocket.receive()
+        assert closed["type"] == "websocket.close"
+        assert closed["code"] == 4408
+        assert 0.2 < time.monotonic() - started < 5
