@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -222,7 +223,12 @@ class ApiKeyRegistry:
         lookup = self._lookups.get(digest)
         if lookup is None:
             lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
-            lookup.add_done_callback(lambda _done: self._lookups.pop(digest, None))
+
+            def forget(done: asyncio.Future[Principal | None]) -> None:
+                self._lookups.pop(digest, None)
+                _retrieve_outcome(done)
+
+            lookup.add_done_callback(forget)
         # Shielded: one waiter going away must not cancel the others' lookup.
         return await asyncio.shield(lookup)
 
@@ -240,8 +246,9 @@ class ApiKeyRegistry:
         if self._keys_check is None:
             self._keys_check = asyncio.ensure_future(self._check_keys_exist())
 
-            def forget(_done: asyncio.Future[None]) -> None:
+            def forget(done: asyncio.Future[None]) -> None:
                 self._keys_check = None
+                _retrieve_outcome(done)
 
             self._keys_check.add_done_callback(forget)
         await asyncio.shield(self._keys_check)
@@ -259,3 +266,10 @@ class ApiKeyRegistry:
         if self.is_open:
             logger.warning("API keys exist now: open development mode has ended")
         self._keys_exist = True
+
+
+def _retrieve_outcome(done: asyncio.Future[Any]) -> None:
+    """Mark a shared lookup's failure as seen: its waiters may all have gone (and each one
+    still present gets the error itself)."""
+    if not done.cancelled():
+        done.exception()

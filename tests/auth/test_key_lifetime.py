@@ -19,7 +19,7 @@ from service.auth.api_keys import ApiKeyRegistry, create_api_key, revoke_api_key
 from service.auth.models import Role
 from service.db import create_engine, create_session_maker
 from service.errors import UnauthenticatedError
-from service.settings import Settings
+from service.settings import Settings, parse_database_url
 from tests.events.test_subscription import wait_for_subscribers
 from tests.graphql_client import GraphQLClient, serve_graphql
 
@@ -219,3 +219,26 @@ def test_a_websocket_that_never_sends_its_key_is_closed(database_url: URL, proto
         assert closed["type"] == "websocket.close"
         assert closed["code"] == 4408
         assert 0.2 < time.monotonic() - started < 5
+
+
+async def test_a_shared_lookup_that_fails_after_its_waiters_left_is_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    engine = create_engine(parse_database_url("postgresql://postgres@127.0.0.1:1/test"))
+    registry = ApiKeyRegistry(
+        create_session_maker(engine), open_without_keys=True, cache_seconds=10
+    )
+    try:
+        for authorization in ("Bearer pomr_gone", None):
+            waiter = asyncio.ensure_future(registry.authenticate(authorization))
+            await asyncio.sleep(0)
+            waiter.cancel()
+        await asyncio.sleep(0.5)  # the lookups fail: nothing listens
+        gc.collect()
+        with pytest.raises(ConnectionRefusedError):  # a new waiter gets the failure
+            await registry.authenticate("Bearer pomr_gone")
+    finally:
+        await engine.dispose()
+    assert not [record for record in caplog.records if "never retrieved" in record.message]
