@@ -177,18 +177,21 @@ class PomreportGraphQL(GraphQL[Context, None]):
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,
     ) -> Response:
-        """An operation refused for who is asking gets 401 or 403 (GraphQL over HTTP)."""
+        """Statuses for requests that ran nothing (GraphQL over HTTP): 401 or 403 when refused
+        for who is asking, 400 for any other request error (parse, validation, variables of
+        the wrong type, limits). Errors raised while executing, which carry a path, stay 200."""
         response = super().create_response(response_data, sub_response)
-        if isinstance(response_data, dict) and response_data.get("data") is None:
-            codes = {
-                (error.get("extensions") or {}).get("code")
-                for error in cast(list[dict[str, Any]], response_data.get("errors") or [])
-            }
-            if codes == {"UNAUTHENTICATED"}:
-                response.status_code = 401
-                response.headers["www-authenticate"] = 'Bearer realm="pomreport"'
-            elif codes == {"FORBIDDEN"}:
-                response.status_code = 403
+        if not isinstance(response_data, dict) or response_data.get("data") is not None:
+            return response
+        errors = cast(list[dict[str, Any]], response_data.get("errors") or [])
+        codes = {(error.get("extensions") or {}).get("code") for error in errors}
+        if codes == {"UNAUTHENTICATED"}:
+            response.status_code = 401
+            response.headers["www-authenticate"] = 'Bearer realm="pomreport"'
+        elif codes == {"FORBIDDEN"}:
+            response.status_code = 403
+        elif errors and not any("path" in error for error in errors):
+            response.status_code = 400
         return response
 
 

@@ -94,3 +94,33 @@ def test_repeated_get_parameters_are_refused(client: TestClient) -> None:
     )
     assert response.status_code == 400
     assert "repeated: query" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{"first": "ten"}, {"first": None}, {}],
+    ids=["string-for-int", "null-for-non-null", "missing"],
+)
+def test_variables_of_the_wrong_type_get_a_400(
+    client: TestClient, variables: dict[str, object]
+) -> None:
+    response = client.post(
+        "/graphql",
+        json={
+            "query": "query($first: Int!) { campaigns(first: $first) { totalCount } }",
+            "variables": variables,
+        },
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "$first" in error["message"]
+
+
+def test_an_error_while_executing_stays_200_with_its_path(client: TestClient) -> None:
+    response = client.post(
+        "/graphql", json={"query": '{ campaigns(after: "not-a-cursor") { totalCount } }'}
+    )
+    assert response.status_code == 200
+    error = response.json()["errors"][0]
+    assert (error["extensions"]["code"], error["path"]) == ("BAD_USER_INPUT", ["campaigns"])

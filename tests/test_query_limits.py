@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.graphql_client import GraphQLClient
@@ -25,6 +26,16 @@ ALIASES_IN_FRAGMENTS = (
     "fragment Many on Query { "
     + " ".join(f"a{n}: campaigns {{ totalCount }}" for n in range(40))
     + " } { ...Many }"
+)
+# 1,000 aliases in a few dozen tokens: ten fragments of ten spreads of a ten-alias fragment.
+ALIASES_1000_IN_FRAGMENTS = (
+    "fragment Ten on Query { "
+    + " ".join(f"a{n}: __typename" for n in range(10))
+    + " }\nfragment Hundred on Query { "
+    + " ".join(["...Ten"] * 10)
+    + " }\n{ "
+    + " ".join(["...Hundred"] * 10)
+    + " }"
 )
 # Each fragment doubles the one before: 2^30 fields if expanded, a few hundred bytes written.
 DOUBLING = (
@@ -64,6 +75,9 @@ def _best_of_three(graphql: GraphQLClient, query: str) -> tuple[dict[str, Any], 
         pytest.param(ALIASES_31, "QUERY_TOO_COMPLEX", "aliases", id="aliases-31"),
         pytest.param(ALIASES_IN_FRAGMENTS, "QUERY_TOO_COMPLEX", "aliases", id="aliases-fragments"),
         pytest.param(
+            ALIASES_1000_IN_FRAGMENTS, "QUERY_TOO_COMPLEX", "aliases", id="aliases-1000-fragments"
+        ),
+        pytest.param(
             "{ callbacks(first: 100000) { totalCount } }",
             "BAD_USER_INPUT",
             "at most 500",
@@ -99,14 +113,46 @@ def test_repeated_fragment_spreads_are_refused_or_answered_fast(graphql: GraphQL
     assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
 
 
-def test_batch_of_operations_is_refused(graphql: GraphQLClient) -> None:
-    batch = json.dumps([{"query": "{ campaigns { totalCount } }"}] * 100)
-    response = graphql.client.post(
-        "/graphql", content=batch, headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+def _post_best_of_three(graphql: GraphQLClient, body: bytes) -> tuple[httpx2.Response, float]:
+    """Like `_best_of_three`, for a raw request body."""
+    timings = []
+    for _ in range(3):
+        graphql.statements.clear()
+        started = time.perf_counter()
+        response = graphql.client.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+        timings.append(time.perf_counter() - started)
+    return response, min(timings)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        pytest.param(
+            json.dumps([{"query": "{ campaigns { totalCount } }"}] * 100).encode(),
+            400,
+            "batching is off",
+            id="batch-100",
+        ),
+        pytest.param(
+            b'{"query": "' + b" " * 10_000_000 + b'{ campaigns { totalCount } }"}',
+            413,
+            "larger than",
+            id="body-10MB",
+        ),
+    ],
+)
+def test_abusive_request_is_refused_fast_without_sql(
+    graphql: GraphQLClient, body: bytes, status: int, message: str
+) -> None:
+    response, elapsed = _post_best_of_three(graphql, body)
+    assert response.status_code == status
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert message in error["message"]
     assert graphql.statements == []
+    assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
 
 
 def test_operations_within_limits_still_run(graphql: GraphQLClient) -> None:
