@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.db import create_engine, create_session_maker
 from service.seed.bulk_insert import seed_database
 from service.seed.demo_data import SeedPlan
 from service.settings import Settings
@@ -98,3 +100,21 @@ def serve_graphql(settings: Settings) -> Iterator[GraphQLClient]:
 
         event.listen(client.app.state.engine.sync_engine, "before_cursor_execute", count)  # type: ignore[attr-defined]
         yield api
+
+
+ResultT = TypeVar("ResultT")
+
+
+def on_database(
+    url: URL, action: Callable[[async_sessionmaker[AsyncSession]], Awaitable[ResultT]]
+) -> ResultT:
+    """Run `action` with sessions on the database at `url`, from synchronous test code."""
+
+    async def run() -> ResultT:
+        engine = create_engine(url)
+        try:
+            return await action(create_session_maker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

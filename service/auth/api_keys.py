@@ -8,9 +8,9 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +21,11 @@ from service.error_codes import is_database_unavailable
 from service.errors import UnauthenticatedError
 
 logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
+
+# The in-flight name of the "does any key exist?" check (digests are hex, so never this).
+_KEYS_EXIST_CHECK = "keys-exist"
 
 # Recognisable in logs and secret scanners; the rest is 256 random bits.
 KEY_MARKER = "pomr_"
@@ -151,10 +156,10 @@ class ApiKeyRegistry:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._verdicts: dict[str, tuple[Principal | None, float]] = {}
-        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
+        # Lookups under way, by key digest (or KEYS_EXIST_CHECK), shared by their waiters.
+        self._in_flight: dict[str, asyncio.Future[Any]] = {}
         self._keys_exist: bool | None = None  # None: not known yet
         self._keys_checked_at = float("-inf")
-        self._keys_check: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Learn whether keys exist; announce open development mode loudly if it applies."""
@@ -190,7 +195,7 @@ class ApiKeyRegistry:
         digest = hash_key(key)
         verdict = self._verdicts.get(digest)
         if verdict is None or self._clock() - verdict[1] >= self._cache_seconds:
-            principal = await self._shared_look_up(digest)
+            principal = await self._shared(digest, lambda: self._look_up(digest))
             self._remember(digest, principal)
         else:
             principal = verdict[0]
@@ -201,7 +206,7 @@ class ApiKeyRegistry:
     async def _open_principal(self, *, proxied: bool) -> Principal:
         if self._open_without_keys and self._keys_exist is not True:
             if self._clock() - self._keys_checked_at >= self._cache_seconds:
-                await self._shared_keys_check()
+                await self._shared(_KEYS_EXIST_CHECK, self._check_keys_exist)
             if self._keys_exist is False:
                 if proxied and not self._open_to_proxied:
                     raise UnauthenticatedError(
@@ -219,18 +224,22 @@ class ApiKeyRegistry:
         while len(self._verdicts) > self.MAX_REMEMBERED_KEYS:
             del self._verdicts[next(iter(self._verdicts))]
 
-    async def _shared_look_up(self, digest: str) -> Principal | None:
-        lookup = self._lookups.get(digest)
-        if lookup is None:
-            lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
+    async def _shared(
+        self, name: str, start: Callable[[], Coroutine[Any, Any, ResultT]]
+    ) -> ResultT:
+        """Run `start()` once for all concurrent callers asking under `name`."""
+        running = self._in_flight.get(name)
+        if running is None:
+            running = self._in_flight[name] = asyncio.ensure_future(start())
 
-            def forget(done: asyncio.Future[Principal | None]) -> None:
-                self._lookups.pop(digest, None)
-                _retrieve_outcome(done)
+            def forget(done: asyncio.Future[Any]) -> None:
+                del self._in_flight[name]
+                if not done.cancelled():
+                    done.exception()  # seen, even when every waiter has gone
 
-            lookup.add_done_callback(forget)
+            running.add_done_callback(forget)
         # Shielded: one waiter going away must not cancel the others' lookup.
-        return await asyncio.shield(lookup)
+        return cast(ResultT, await asyncio.shield(running))
 
     async def _look_up(self, digest: str) -> Principal | None:
         async with self._session_maker() as session:
@@ -241,17 +250,6 @@ class ApiKeyRegistry:
             return None
         self._end_open_mode()
         return Principal(row.role, row.agent_id, row.id, row.name)
-
-    async def _shared_keys_check(self) -> None:
-        if self._keys_check is None:
-            self._keys_check = asyncio.ensure_future(self._check_keys_exist())
-
-            def forget(done: asyncio.Future[None]) -> None:
-                self._keys_check = None
-                _retrieve_outcome(done)
-
-            self._keys_check.add_done_callback(forget)
-        await asyncio.shield(self._keys_check)
 
     async def _check_keys_exist(self) -> None:
         async with self._session_maker() as session:
@@ -266,10 +264,3 @@ class ApiKeyRegistry:
         if self.is_open:
             logger.warning("API keys exist now: open development mode has ended")
         self._keys_exist = True
-
-
-def _retrieve_outcome(done: asyncio.Future[Any]) -> None:
-    """Mark a shared lookup's failure as seen: its waiters may all have gone (and each one
-    still present gets the error itself)."""
-    if not done.cancelled():
-        done.exception()

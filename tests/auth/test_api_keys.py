@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from service.cli import is_loopback
 from service.errors import UnauthenticatedError
 from service.settings import Settings, parse_database_url
 from tests.conftest import SqliteDatabases
+from tests.events.test_servers import _free_port
 from tests.test_cli import _pomreport
 
 
@@ -198,13 +198,6 @@ def test_serve_refuses_a_public_address_without_keys(sqlite_database_url: str) -
     assert "no API key exists" in result.stderr
     assert "--allow-unauthenticated" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

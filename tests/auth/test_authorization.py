@@ -6,7 +6,6 @@ through the service's own rule.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
@@ -16,16 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from service.auth.api_keys import create_api_key
 from service.auth.models import Role
-from service.db import create_engine, create_session_maker
 from service.graph.nodes import global_id
 from service.settings import Settings
 from tests.events.test_subscription import wait_for_subscribers
-from tests.graphql_client import GraphQLClient, serve_graphql
+from tests.graphql_client import GraphQLClient, on_database, serve_graphql
 
 ROLES = ("no key", "viewer", "agent", "operator", "admin")
 
@@ -53,28 +52,19 @@ class SecuredService:
     def sql(self, statement: str, **parameters: Any) -> list[Any]:
         """Rows of a plain SQL statement, straight from the database."""
 
-        async def run() -> list[Any]:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.connect() as connection:
-                    return list((await connection.execute(text(statement), parameters)).all())
-            finally:
-                await engine.dispose()
+        async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[Any]:
+            async with sessions() as session:
+                return list((await session.execute(text(statement), parameters)).all())
 
-        return asyncio.run(run())
+        return on_database(self.database_url, rows)
 
 
-async def _issue_keys(url: URL, agent_id: str) -> dict[str, str]:
-    engine = create_engine(url)
-    try:
-        session_maker = create_session_maker(engine)
-        keys = {}
-        for role in (Role.VIEWER, Role.AGENT, Role.OPERATOR, Role.ADMIN):
-            agent = agent_id if role is Role.AGENT else None
-            _row, keys[role.value] = await create_api_key(session_maker, role, agent_id=agent)
-        return keys
-    finally:
-        await engine.dispose()
+async def _issue_keys(sessions: async_sessionmaker[AsyncSession], agent_id: str) -> dict[str, str]:
+    keys = {}
+    for role in (Role.VIEWER, Role.AGENT, Role.OPERATOR, Role.ADMIN):
+        agent = agent_id if role is Role.AGENT else None
+        _row, keys[role.value] = await create_api_key(sessions, role, agent_id=agent)
+    return keys
 
 
 @pytest.fixture
@@ -92,7 +82,9 @@ def secured(seeded_database_url: URL) -> Iterator[SecuredService]:
                              AND COALESCE(c.created_for_agent_id, '') <> a.agent_id)
                ORDER BY a.agent_id LIMIT 1"""
         )[0][0]
-        service.keys = asyncio.run(_issue_keys(seeded_database_url, service.agent_id))
+        service.keys = on_database(
+            seeded_database_url, lambda sessions: _issue_keys(sessions, service.agent_id)
+        )
         yield service
 
 

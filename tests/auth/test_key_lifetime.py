@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import WebSocketTestSession
 
 from service.auth.api_keys import ApiKeyRegistry, create_api_key, revoke_api_key
@@ -20,27 +19,13 @@ from service.auth.models import Role
 from service.db import create_engine, create_session_maker
 from service.errors import UnauthenticatedError
 from service.settings import Settings, parse_database_url
+from tests.auth.test_authorization import SUBSCRIPTION
 from tests.events.test_subscription import wait_for_subscribers
-from tests.graphql_client import GraphQLClient, serve_graphql
+from tests.graphql_client import GraphQLClient, on_database, serve_graphql
 
-ResultT = TypeVar("ResultT")
 CACHE_SECONDS = 0.2
 AGENTS = "{ agents(first: 1) { totalCount } }"
 UPSERT = 'mutation { upsertAgent(input: {agentId: "LATE", name: "Late"}) { agentId } }'
-SUBSCRIPTION = "subscription { callbackStatusChanged { status callback { callbackId } } }"
-
-
-def _on_database(
-    url: URL, action: Callable[[async_sessionmaker[AsyncSession]], Awaitable[ResultT]]
-) -> ResultT:
-    async def run() -> ResultT:
-        engine = create_engine(url)
-        try:
-            return await action(create_session_maker(engine))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _settings(url: URL, **changes: Any) -> Settings:
@@ -75,7 +60,7 @@ def _code(result: dict[str, Any]) -> str | None:
 def test_a_key_revoked_while_a_websocket_is_open_stops_working_on_it(
     database_url: URL, protocol: str
 ) -> None:
-    row, key = _on_database(database_url, lambda sessions: create_api_key(sessions, Role.ADMIN))
+    row, key = on_database(database_url, lambda sessions: create_api_key(sessions, Role.ADMIN))
     with (
         contextlib.contextmanager(serve_graphql)(_settings(database_url)) as api,
         api.client.websocket_connect("/graphql", subprotocols=[protocol]) as websocket,
@@ -90,10 +75,10 @@ def test_a_key_revoked_while_a_websocket_is_open_stops_working_on_it(
         _start(websocket, protocol, "s1", SUBSCRIPTION)
         wait_for_subscribers(api, 1)
 
-        _on_database(database_url, lambda sessions: revoke_api_key(sessions, row.id))
+        on_database(database_url, lambda sessions: revoke_api_key(sessions, row.id))
         time.sleep(CACHE_SECONDS * 1.5)
         # The running subscription ends with UNAUTHENTICATED at the next change ...
-        operator = _on_database(
+        operator = on_database(
             database_url, lambda sessions: create_api_key(sessions, Role.OPERATOR)
         )[1]
         api.headers = {"Authorization": f"Bearer {operator}"}
@@ -140,7 +125,7 @@ def test_a_websocket_opened_in_open_mode_is_refused_once_a_key_exists(database_u
         _start(ws, "graphql-transport-ws", "q1", AGENTS)
         assert _code(_result(ws)) is None
 
-        _on_database(database_url, lambda sessions: create_api_key(sessions, Role.VIEWER))
+        on_database(database_url, lambda sessions: create_api_key(sessions, Role.VIEWER))
         time.sleep(CACHE_SECONDS * 1.5)
         assert api.post(AGENTS).status_code == 401
         _start(ws, "graphql-transport-ws", "q2", UPSERT)
