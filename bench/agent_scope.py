@@ -31,9 +31,9 @@ from sqlalchemy import delete, event, text
 
 from service.app import create_app
 from service.auth.api_keys import create_api_key
-from service.auth.models import ApiKey, Role
 from service.cli import freeze_long_lived_objects
-from service.db import create_engine, create_session_maker
+from service.db.engines import create_engine, create_session_maker
+from service.db.models.api_key import ApiKey, Role
 from service.settings import Settings
 
 # The report benchmark's query and helpers, from the file beside this one.

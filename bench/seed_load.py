@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from service.database_migrations import upgrade_to_head
+from service.db.migrations import upgrade_to_head
 from service.settings import parse_database_url
 
 DEFAULT_POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -8,8 +8,8 @@ import os
 from alembic import context
 from sqlalchemy.engine import URL, Connection
 
-from service.db import create_engine
-from service.models import Base
+from service.db.engines import create_engine
+from service.db.models import Base
 from service.settings import Settings
 
 config = context.config

@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.app import create_app
 from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
-from service.auth.models import ApiKey, Role
-from service.database_migrations import schema_is_current, upgrade_to_head
-from service.db import create_engine, create_session_maker
-from service.models import Agent
+from service.db.engines import create_engine, create_session_maker
+from service.db.migrations import schema_is_current, upgrade_to_head
+from service.db.models import Agent
+from service.db.models.api_key import ApiKey, Role
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import SeedPlan, default_as_of

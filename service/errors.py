@@ -1,8 +1,24 @@
-"""GraphQL errors a client can act on, each with its SPEC section 4 code."""
+"""Every error a client can see: the SPEC section 4 codes, the errors that carry them, how
+GraphQL's own errors get a code, and how unexpected failures are masked."""
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
 from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from starlette.types import Send
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+
+logger = logging.getLogger(__name__)
+
+
+# Client errors ----------------------------------------------------------------------------
 
 
 class ClientError(GraphQLError):
@@ -42,3 +58,131 @@ class ForbiddenError(ClientError):
     """The caller's role may not do what the request asks."""
 
     code = "FORBIDDEN"
+
+
+class QueryTooComplexError(ClientError):
+    """The operation is over one of the query limits; the message says which."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+
+class PageTooLargeError(QueryTooComplexError):
+    """A page size over the maximum, refused with the other limits before anything runs."""
+
+    code = "BAD_USER_INPUT"
+
+
+class SubscriberTooSlowError(ClientError):
+    """The subscriber did not keep up with its changes and was closed."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
+# Codes for GraphQL's own errors, and masking ----------------------------------------------
+
+
+def _with_code(errors: list[GraphQLError] | None, code: str) -> None:
+    for error in errors or []:
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
+
+
+class ErrorCodes(SchemaExtension):
+    """Marks parse failures, validation failures and variables of the wrong type."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        errors = self.execution_context.pre_execution_errors or []
+        # graphql-core stops parsing at the token or nesting limit with a syntax error.
+        too_big = ("tokens", "nested too deeply")
+        _with_code([e for e in errors if any(w in e.message for w in too_big)], "QUERY_TOO_COMPLEX")
+        _with_code(errors, "GRAPHQL_PARSE_FAILED")
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        _with_code(self.execution_context.pre_execution_errors, "GRAPHQL_VALIDATION_FAILED")
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            # Variable coercion fails before any resolver runs: no path, nothing executed.
+            _with_code([e for e in result.errors if e.path is None], "BAD_USER_INPUT")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether an exception (or one it came from) says the database cannot be reached."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | TimeoutError | ConnectionError | DisconnectionError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
+    """Keep client errors as they are; turn anything else into a masked error with a code."""
+    for error in errors:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            continue
+        if isinstance(original, CannotGetOperationTypeError | InvalidOperationTypeError):
+            # The client's mistake, e.g. a query over legacy graphql-ws (subscriptions only).
+            error.extensions = {"code": "BAD_REQUEST"}
+            continue
+        error.message, error.extensions = masked_error(original)
+
+
+def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
+    """The message and extensions a client sees for an unexpected exception.
+
+    An unreachable database is SERVICE_UNAVAILABLE; every other unexpected failure becomes
+    INTERNAL_SERVER_ERROR with a request id, logged in full under that id. Neither message
+    carries SQL, a traceback or a path.
+    """
+    if is_database_unavailable(original):
+        logger.warning("database unavailable: %s", original)
+        return "the database is unavailable; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
+    request_id = uuid.uuid4().hex[:16]
+    logger.error("request %s failed", request_id, exc_info=original)
+    return (
+        f"internal server error (request id {request_id})",
+        {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
+# Requests that are not GraphQL over HTTP at all -------------------------------------------
+
+
+class HTTPRequestError(Exception):
+    """A request that is not valid GraphQL over HTTP; answered with `status` and no GraphQL."""
+
+    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def graphql_error_body(message: str, code: str) -> bytes:
+    """A GraphQL-shaped error response body."""
+    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+
+
+async def send_graphql_error(
+    send: Send,
+    status: int,
+    message: str,
+    code: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer an HTTP request with a GraphQL-shaped error body."""
+    body = graphql_error_body(message, code)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.extend(extra_headers or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""The GraphQL schema served at /graphql."""
+"""The GraphQL schema served at /graphql, built from the graph's types and the report's."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.types import ExecutionContext
 
 from service.auth.permissions import OperationAuthorization
-from service.context import FreshLoadersPerOperation
-from service.error_codes import ErrorCodes, mask_unexpected_errors
+from service.errors import ErrorCodes, mask_unexpected_errors
+from service.graph.context import FreshLoadersPerOperation
 from service.graph.mutation import Mutation
 from service.graph.nodes import (
     AgentNode,
@@ -26,9 +26,11 @@ from service.graph.nodes import (
     ContactNode,
     JobNode,
 )
-from service.graph.query import Query
+from service.graph.query import EntityQuery
+from service.graph.query_limits import query_limits_extension
 from service.graph.subscription import Subscription
-from service.query_limits import QueryLimits, query_limits_extension
+from service.reports.callbacks_scheduled_details.query import ReportQuery
+from service.settings import QueryLimits
 
 
 class SubscriptionEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -79,6 +81,11 @@ def remembered_validation_extension(max_documents: int = 512) -> type[SchemaExte
             yield
 
     return RememberedValidation
+
+
+@strawberry.type(description="Read access to the callback report and the objects behind it.")
+class Query(ReportQuery, EntityQuery):
+    """The report's root fields, then the objects behind it."""
 
 
 class PomreportSchema(strawberry.Schema):

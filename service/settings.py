@@ -9,10 +9,6 @@ from dataclasses import dataclass
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from service.query_limits import QueryLimits
-
-DEFAULT_QUERY_LIMITS = QueryLimits()
-
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
 
 # A plain URL names the store; the service always talks to it through its async driver.
@@ -23,6 +19,20 @@ _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """Largest operation the service runs; each is configurable."""
+
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_complexity: int = 50_000
+    max_tokens: int = 2_000
+    max_page_size: int = 500
+
+
+DEFAULT_QUERY_LIMITS = QueryLimits()
 
 
 class SettingsError(ValueError):

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.database_migrations import upgrade_to_head
-from service.db import create_engine, create_session_maker
+from service.db.engines import create_engine, create_session_maker
+from service.db.migrations import upgrade_to_head
 from service.settings import parse_database_url
 from tests.graphql_client import empty_graphql, graphql, seeded_database_url
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.db import create_engine, create_session_maker
+from service.db.engines import create_engine, create_session_maker
 from service.seed.bulk_insert import seed_database
 from service.seed.demo_data import SeedPlan
 from service.settings import Settings

@@ -5,13 +5,13 @@ import asyncio
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
-from service.database_migrations import (
+from service.db.engines import create_engine
+from service.db.migrations import (
     check_models_match_migrations,
     downgrade_to_base,
     upgrade_to_head,
 )
-from service.db import create_engine
-from service.models import Base
+from service.db.models import Base
 
 
 async def _table_names(url: URL) -> set[str]:

@@ -15,10 +15,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.auth.models import ApiKey, Role
 from service.auth.row_scope import UNRESTRICTED, RowScope
-from service.error_codes import is_database_unavailable
-from service.errors import UnauthenticatedError
+from service.db.models.api_key import ApiKey, Role
+from service.errors import UnauthenticatedError, is_database_unavailable
 
 logger = logging.getLogger(__name__)
 

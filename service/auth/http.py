@@ -14,9 +14,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth.api_keys import ApiKeyRegistry, Principal
-from service.error_codes import masked_error
-from service.errors import UnauthenticatedError
-from service.http_guard import send_graphql_error
+from service.errors import UnauthenticatedError, masked_error, send_graphql_error
 
 PRINCIPAL_STATE_KEY = "principal"
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, event, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
-from service.callbacks.models import Callback, CallbackAttempt
+from service.db.models.callback import Callback, CallbackAttempt
 from service.errors import UnauthenticatedError
 
 _SESSION_INFO_KEY = "pomreport.row_scope"

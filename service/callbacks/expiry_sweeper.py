@@ -3,38 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from service.callbacks import lifecycle
-from service.events.callback_events import CallbackEvents, utc_now
+from service.callbacks import rules
+from service.callbacks.transactions import Transactions
+from service.clock import utc_now
 
 logger = logging.getLogger(__name__)
 
 
-async def expire_due_callbacks_now(
-    events: CallbackEvents, write_session_maker: async_sessionmaker[AsyncSession]
-) -> int:
+async def expire_due_callbacks_now(transactions: Transactions) -> int:
     """Expire what is due now; safe on many instances at once (each callback expires once)."""
-
-    async def expire(session: AsyncSession) -> tuple[int, list[lifecycle.StatusChange]]:
-        now = utc_now()
-        changes = await lifecycle.expire_due_callbacks(session, as_of=now, now=now)
-        return len(changes), changes
-
-    return await events.run(write_session_maker, expire)
+    now = utc_now()
+    outcome = await transactions.run(
+        functools.partial(rules.expire_due_callbacks, as_of=now, now=now)
+    )
+    return len(outcome.changes)
 
 
-async def sweep_forever(
-    events: CallbackEvents,
-    write_session_maker: async_sessionmaker[AsyncSession],
-    interval_seconds: float,
-) -> None:
+async def sweep_forever(transactions: Transactions, interval_seconds: float) -> None:
     """Expire due callbacks every interval until cancelled; a failed sweep is retried later."""
     while True:
         try:
-            expired = await expire_due_callbacks_now(events, write_session_maker)
+            expired = await expire_due_callbacks_now(transactions)
             if expired:
                 logger.info("expired %d due callbacks", expired)
         except Exception:

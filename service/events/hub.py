@@ -12,58 +12,23 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.auth.row_scope import UNRESTRICTED, RowScope
-from service.callbacks.lifecycle import StatusChange
-from service.callbacks.models import Callback, CallbackStatus
-from service.campaigns.models import Campaign
-from service.errors import ClientError
+from service.db.models.callback import Callback, CallbackStatus
+from service.db.models.campaign import Campaign
+from service.errors import SubscriberTooSlowError
+from service.events.changes import StatusChange
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUBSCRIBER_BACKLOG = 1000
 _LOAD_CHUNK = 5000
-
-
-class SubscriberTooSlowError(ClientError):
-    """The subscriber did not keep up with its changes and was closed."""
-
-    code = "SUBSCRIBER_TOO_SLOW"
-
-
-def encode_changes(changes: Sequence[StatusChange]) -> list[str]:
-    """Wire form: a JSON array per change, small enough for any transport."""
-    return [
-        json.dumps(
-            [
-                change.callback_id,
-                change.previous_status.value if change.previous_status else None,
-                change.status.value,
-                change.changed_at.isoformat(),
-            ],
-            separators=(",", ":"),
-        )
-        for change in changes
-    ]
-
-
-def decode_change(item: Sequence[Any]) -> StatusChange:
-    """Read one change in wire form (already parsed from JSON)."""
-    callback_id, previous, status, changed_at = item
-    return StatusChange(
-        callback_id=callback_id,
-        previous_status=CallbackStatus(previous) if previous else None,
-        status=CallbackStatus(status),
-        changed_at=dt.datetime.fromisoformat(changed_at),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -18,10 +17,11 @@ import asyncpg
 import redis.asyncio as redis
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.callbacks.lifecycle import StatusChange
-from service.events.hub import EventHub, decode_change, encode_changes
+from service.events.changes import StatusChange, decode_batch, encode_changes, join_batches
+from service.events.hub import EventHub
+from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class PostgresqlNotifyTransport:
             await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def stage(self, session: AsyncSession, changes: Sequence[StatusChange]) -> None:
-        for payload in _batches(encode_changes(changes), _NOTIFY_BATCH_BYTES):
+        for payload in join_batches(encode_changes(changes), _NOTIFY_BATCH_BYTES):
             await session.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": CHANNEL, "payload": payload},
@@ -119,7 +119,7 @@ class PostgresqlNotifyTransport:
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
         if self._hub is not None:
-            self._hub.receive(_decode_batch(str(payload)))
+            self._hub.receive(decode_batch(str(payload)))
 
 
 class RedisTransport:
@@ -155,7 +155,7 @@ class RedisTransport:
         return None
 
     async def publish(self, changes: Sequence[StatusChange]) -> None:
-        for payload in _batches(encode_changes(changes), 256_000):
+        for payload in join_batches(encode_changes(changes), 256_000):
             await self._client.publish(CHANNEL, payload)
 
     async def _listen(self, hub: EventHub) -> None:
@@ -166,7 +166,7 @@ class RedisTransport:
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     data = message["data"]
-                    hub.receive(_decode_batch(data.decode() if isinstance(data, bytes) else data))
+                    hub.receive(decode_batch(data.decode() if isinstance(data, bytes) else data))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -191,25 +191,33 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         logger.exception("event listener had failed")
 
 
-def _batches(messages: list[str], limit: int) -> list[str]:
-    """Join messages into JSON arrays of at most `limit` bytes each."""
-    payloads: list[str] = []
-    current: list[str] = []
-    size = 2
-    for message in messages:
-        if current and size + len(message) + 1 > limit:
-            payloads.append("[" + ",".join(current) + "]")
-            current, size = [], 2
-        current.append(message)
-        size += len(message) + 1
-    if current:
-        payloads.append("[" + ",".join(current) + "]")
-    return payloads
+class CallbackEvents:
+    """The chosen transport and this instance's hub, started and stopped together."""
+
+    def __init__(self, transport: EventTransport, hub: EventHub) -> None:
+        self.transport = transport
+        self.hub = hub
+
+    async def start(self) -> None:
+        """Start delivering, then start hearing changes from the transport."""
+        await self.hub.start()
+        await self.transport.start(self.hub)
+
+    async def stop(self) -> None:
+        """Stop hearing changes, then stop delivering."""
+        await self.transport.stop()
+        await self.hub.stop()
 
 
-def _decode_batch(payload: str) -> list[StatusChange]:
-    try:
-        return [decode_change(item) for item in json.loads(payload)]
-    except (ValueError, TypeError, KeyError):
-        logger.warning("ignoring a malformed status-change payload: %.200s", payload)
-        return []
+def create_callback_events(
+    settings: Settings, session_maker: async_sessionmaker[AsyncSession]
+) -> CallbackEvents:
+    """Redis when REDIS_URL is set, else LISTEN/NOTIFY on PostgreSQL, else in-process."""
+    transport: EventTransport
+    if settings.redis_url:
+        transport = RedisTransport(settings.redis_url)
+    elif not settings.is_sqlite:
+        transport = PostgresqlNotifyTransport(settings.database_url)
+    else:
+        transport = InProcessTransport()
+    return CallbackEvents(transport, EventHub(session_maker, backlog=settings.subscriber_backlog))

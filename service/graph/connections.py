@@ -11,9 +11,9 @@ import strawberry
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.filtering import EntityQueryDeclaration, filter_condition, sort_keys
+from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
 from service.graph.loaders import Loaders
-from service.pagination import (
+from service.graph.pagination import (
     Page,
     PageRequest,
     SortKey,

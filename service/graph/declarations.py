@@ -6,14 +6,16 @@ import datetime as dt
 
 import strawberry
 
-from service.callbacks.models import (
+from service.db.models import Agent, Campaign, Contact, Job
+from service.db.models.callback import (
     Callback,
     CallbackStatus,
     CallbackType,
     SystemCompletionCode,
 )
-from service.campaigns.models import CampaignState, CampaignType
-from service.filtering import (
+from service.db.models.campaign import CampaignState, CampaignType
+from service.db.models.job import JobState
+from service.graph.filtering import (
     EntityQueryDeclaration,
     FilterField,
     OrderDirection,
@@ -21,8 +23,6 @@ from service.filtering import (
     RelationFilter,
     declare,
 )
-from service.jobs.models import JobState
-from service.models import Agent, Campaign, Contact, Job
 
 # The ORM enums are the GraphQL enums; registering them keeps one definition of each.
 for _enum_type, _description in (
@@ -207,3 +207,15 @@ CALLBACK = declare(
         default_order=[("CREATION_TIME", ASC)],
     )
 )
+
+# The generated inputs, by their GraphQL names.
+CampaignFilter = CAMPAIGN.filter_input
+CampaignOrder = CAMPAIGN.order_input
+JobFilter = JOB.filter_input
+JobOrder = JOB.order_input
+AgentFilter = AGENT.filter_input
+AgentOrder = AGENT.order_input
+ContactFilter = CONTACT.filter_input
+ContactOrder = CONTACT.order_input
+CallbackFilter = CALLBACK.filter_input
+CallbackOrder = CALLBACK.order_input

@@ -10,7 +10,7 @@ from aiodataloader import DataLoader
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
+from service.db.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
 
 BatchLoad = Callable[[list[Any]], Coroutine[Any, Any, list[Any]]]
 

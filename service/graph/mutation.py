@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.callbacks import lifecycle
-from service.callbacks.models import CallbackType, SystemCompletionCode
-from service.campaigns.models import CampaignType
-from service.context import Info
-from service.events.callback_events import utc_now
+from service.callbacks import reference_data, rules
+from service.callbacks.transactions import Outcome
+from service.clock import utc_now
+from service.db.models.callback import CallbackType, SystemCompletionCode
+from service.db.models.campaign import CampaignType
+from service.graph.context import Info
 from service.graph.nodes import AgentNode, CallbackNode, CampaignNode, ContactNode, JobNode
 
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # Times without an offset are UTC (SPEC 3).
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+ResultT = TypeVar("ResultT")
 
 
 @strawberry.input(description="A campaign to create or update, by name.")
@@ -102,141 +101,133 @@ class PostponeCallbackInput:
 class StatusChangeResult:
     changed_count: int
 
+    @classmethod
+    def of(cls, outcome: Outcome[None]) -> StatusChangeResult:
+        """The result of an operation that changes many callbacks at once."""
+        return cls(changed_count=len(outcome.changes))
 
-def _no_changes(value: Any) -> tuple[Any, list[lifecycle.StatusChange]]:
-    return value, []
+
+async def _apply(
+    info: Info, operation: Callable[..., Awaitable[Outcome[ResultT]]], **arguments: Any
+) -> Outcome[ResultT]:
+    """Run one operation of the callback rules or reference data in its own transaction."""
+    return await info.context.transactions.run(functools.partial(operation, **arguments))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # Times without an offset are UTC (SPEC 3).
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _utc_or_now(value: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    return _utc(value) if value is not None else now
 
 
 @strawberry.type(description="Feed callback events in; each applies SPEC 2.3 in one transaction.")
 class Mutation:
     @strawberry.mutation(description="Create a campaign, or update one with the same name.")
     async def upsert_campaign(self, info: Info, input: CampaignInput) -> CampaignNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            return _no_changes(
-                await lifecycle.upsert_campaign(
-                    session,
-                    name=input.name,
-                    campaign_type=input.campaign_type,
-                    strategy_name=input.strategy,
-                    max_attempts=input.max_attempts,
-                )
-            )
-
-        return CampaignNode.from_row(await _run(info, run))
+        outcome = await _apply(
+            info,
+            reference_data.upsert_campaign,
+            name=input.name,
+            campaign_type=input.campaign_type,
+            strategy_name=input.strategy,
+            max_attempts=input.max_attempts,
+        )
+        return CampaignNode.from_row(outcome.result)
 
     @strawberry.mutation(description="Create an agent, or rename one.")
     async def upsert_agent(self, info: Info, input: AgentInput) -> AgentNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            return _no_changes(
-                await lifecycle.upsert_agent(session, agent_id=input.agent_id, name=input.name)
-            )
-
-        return AgentNode.from_row(await _run(info, run))
+        outcome = await _apply(
+            info, reference_data.upsert_agent, agent_id=input.agent_id, name=input.name
+        )
+        return AgentNode.from_row(outcome.result)
 
     @strawberry.mutation(description="Create a contact, or update one.")
     async def upsert_contact(self, info: Info, input: ContactInput) -> ContactNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            return _no_changes(
-                await lifecycle.upsert_contact(
-                    session,
-                    contact_id=input.contact_id,
-                    first_name=input.first_name,
-                    last_name=input.last_name,
-                    phone_number=input.phone,
-                    alternate_phone_number=input.alternate_phone,
-                    email=input.email,
-                    time_zone=input.time_zone,
-                )
-            )
-
-        return ContactNode.from_row(await _run(info, run))
+        outcome = await _apply(
+            info,
+            reference_data.upsert_contact,
+            contact_id=input.contact_id,
+            first_name=input.first_name,
+            last_name=input.last_name,
+            phone_number=input.phone,
+            alternate_phone_number=input.alternate_phone,
+            email=input.email,
+            time_zone=input.time_zone,
+        )
+        return ContactNode.from_row(outcome.result)
 
     @strawberry.mutation(description="Record a job of a running campaign.")
     async def start_job(self, info: Info, input: StartJobInput) -> JobNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            return _no_changes(
-                await lifecycle.start_job(
-                    session,
-                    job_id=input.job_id,
-                    campaign_name=input.campaign_name,
-                    started_at=_utc(input.start_time) if input.start_time else utc_now(),
-                )
-            )
-
-        return JobNode.from_row(await _run(info, run))
+        outcome = await _apply(
+            info,
+            reference_data.start_job,
+            job_id=input.job_id,
+            campaign_name=input.campaign_name,
+            started_at=_utc_or_now(input.start_time, utc_now()),
+        )
+        return JobNode.from_row(outcome.result)
 
     @strawberry.mutation(
         description="Schedule a callback; earlier ACTIVE ones of the same agent, contact and "
         "call become OVERWRITTEN."
     )
-    async def schedule_callback(
-        self,
-        info: Info,
-        input: ScheduleCallbackInput,
-    ) -> CallbackNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            now = utc_now()
-            return await lifecycle.schedule_callback(
-                session,
-                callback_id=input.callback_id,
-                callback_type=input.callback_type,
-                job_id=input.job_id,
-                creator_agent_id=input.creator_agent_id,
-                created_for_agent_id=input.created_for_agent_id,
-                contact_id=input.contact_id,
-                call_id=input.call_id,
-                created_at=_utc(input.creation_time) if input.creation_time else now,
-                scheduled_start_at=_utc(input.scheduled_start_time),
-                scheduled_end_at=_utc(input.scheduled_end_time),
-                now=now,
-            )
-
-        return CallbackNode.from_row(await _run(info, run))
+    async def schedule_callback(self, info: Info, input: ScheduleCallbackInput) -> CallbackNode:
+        now = utc_now()
+        outcome = await _apply(
+            info,
+            rules.schedule_callback,
+            callback_id=input.callback_id,
+            callback_type=input.callback_type,
+            job_id=input.job_id,
+            creator_agent_id=input.creator_agent_id,
+            created_for_agent_id=input.created_for_agent_id,
+            contact_id=input.contact_id,
+            call_id=input.call_id,
+            created_at=_utc_or_now(input.creation_time, now),
+            scheduled_start_at=_utc(input.scheduled_start_time),
+            scheduled_end_at=_utc(input.scheduled_end_time),
+            now=now,
+        )
+        return CallbackNode.from_row(outcome.result)
 
     @strawberry.mutation(
         description="Record an attempt on an ACTIVE callback; completed: true completes it."
     )
     async def record_callback_attempt(
-        self,
-        info: Info,
-        input: RecordCallbackAttemptInput,
+        self, info: Info, input: RecordCallbackAttemptInput
     ) -> CallbackNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            now = utc_now()
-            return await lifecycle.record_callback_attempt(
-                session,
-                callback_id=input.callback_id,
-                attempted_at=_utc(input.attempt_time) if input.attempt_time else now,
-                agent_id=input.agent_id,
-                custom_completion_code=input.custom_completion_code,
-                system_completion_code=input.system_completion_code,
-                dummy=input.dummy,
-                completed=input.completed,
-                now=now,
-            )
-
-        return CallbackNode.from_row(await _run(info, run))
+        now = utc_now()
+        outcome = await _apply(
+            info,
+            rules.record_callback_attempt,
+            callback_id=input.callback_id,
+            attempted_at=_utc_or_now(input.attempt_time, now),
+            agent_id=input.agent_id,
+            custom_completion_code=input.custom_completion_code,
+            system_completion_code=input.system_completion_code,
+            dummy=input.dummy,
+            completed=input.completed,
+            now=now,
+        )
+        return CallbackNode.from_row(outcome.result)
 
     @strawberry.mutation(
         description="Move an ACTIVE callback's schedule (records a CALLBACK_POSTPONED attempt)."
     )
-    async def postpone_callback(
-        self,
-        info: Info,
-        input: PostponeCallbackInput,
-    ) -> CallbackNode:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            return _no_changes(
-                await lifecycle.postpone_callback(
-                    session,
-                    callback_id=input.callback_id,
-                    scheduled_start_at=_utc(input.scheduled_start_time),
-                    scheduled_end_at=_utc(input.scheduled_end_time),
-                    now=utc_now(),
-                )
-            )
-
-        return CallbackNode.from_row(await _run(info, run))
+    async def postpone_callback(self, info: Info, input: PostponeCallbackInput) -> CallbackNode:
+        now = utc_now()
+        outcome = await _apply(
+            info,
+            rules.postpone_callback,
+            callback_id=input.callback_id,
+            scheduled_start_at=_utc(input.scheduled_start_time),
+            scheduled_end_at=_utc(input.scheduled_end_time),
+            now=now,
+        )
+        return CallbackNode.from_row(outcome.result)
 
     @strawberry.mutation(
         description="Expire ACTIVE callbacks whose scheduled end is at or before asOf "
@@ -245,15 +236,11 @@ class Mutation:
     async def expire_due_callbacks(
         self, info: Info, as_of: dt.datetime | None = None
     ) -> StatusChangeResult:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            now = utc_now()
-            changes = await lifecycle.expire_due_callbacks(
-                session, as_of=_utc(as_of) if as_of else now, now=now
-            )
-            return StatusChangeResult(changed_count=len(changes)), changes
-
-        result: StatusChangeResult = await _run(info, run)
-        return result
+        now = utc_now()
+        outcome = await _apply(
+            info, rules.expire_due_callbacks, as_of=_utc_or_now(as_of, now), now=now
+        )
+        return StatusChangeResult.of(outcome)
 
     @strawberry.mutation(
         description="Terminate (or finish) a campaign: its ACTIVE callbacks become "
@@ -262,28 +249,15 @@ class Mutation:
     async def terminate_campaign(
         self, info: Info, name: str, finished: bool = False
     ) -> StatusChangeResult:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            changes = await lifecycle.terminate_campaign(
-                session, name=name, finished=finished, now=utc_now()
-            )
-            return StatusChangeResult(changed_count=len(changes)), changes
-
-        result: StatusChangeResult = await _run(info, run)
-        return result
+        outcome = await _apply(
+            info, rules.terminate_campaign, name=name, finished=finished, now=utc_now()
+        )
+        return StatusChangeResult.of(outcome)
 
     @strawberry.mutation(
         description="Exclude a contact: its ACTIVE callbacks become CONTACT_EXCLUDED, each with "
         "a dummy attempt."
     )
     async def exclude_contact(self, info: Info, contact_id: str) -> StatusChangeResult:
-        async def run(session: AsyncSession) -> tuple[Any, list[lifecycle.StatusChange]]:
-            changes = await lifecycle.exclude_contact(session, contact_id=contact_id, now=utc_now())
-            return StatusChangeResult(changed_count=len(changes)), changes
-
-        result: StatusChangeResult = await _run(info, run)
-        return result
-
-
-async def _run(info: Info, operation: Any) -> Any:
-    context = info.context
-    return await context.events.run(context.write_session_maker, operation)
+        outcome = await _apply(info, rules.exclude_contact, contact_id=contact_id, now=utc_now())
+        return StatusChangeResult.of(outcome)

@@ -14,19 +14,19 @@ from typing import Any, TypeVar
 import strawberry
 from aiodataloader import DataLoader
 
-from service.callbacks.models import (
+from service.db.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
+from service.db.models.callback import (
     AGENT_CALLBACK_TYPES,
     CallbackStatus,
     CallbackType,
     SystemCompletionCode,
 )
-from service.campaigns.models import CampaignState, CampaignType, campaign_display_name
-from service.context import Info
+from service.db.models.campaign import CampaignState, CampaignType, campaign_display_name
+from service.db.models.job import JobState
 from service.errors import BadUserInputError
 from service.graph import declarations
 from service.graph.connections import Connection, nested_connection
-from service.jobs.models import JobState
-from service.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
+from service.graph.context import Info
 
 KeyT = TypeVar("KeyT")
 RowT = TypeVar("RowT")

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
-from service.context import Info
+from service.db.models import Agent, Callback, Campaign, Contact, Job
 from service.errors import BadUserInputError
-from service.filtering import EntityQueryDeclaration, filter_condition
 from service.graph import declarations
 from service.graph.connections import Connection, root_connection
+from service.graph.context import Info
+from service.graph.filtering import EntityQueryDeclaration, filter_condition
 from service.graph.nodes import (
     AgentNode,
     CallbackAttemptNode,
@@ -22,12 +23,6 @@ from service.graph.nodes import (
     JobNode,
     Node,
     parse_global_id,
-)
-from service.models import Agent, Campaign, Contact, Job
-from service.reports.callbacks_scheduled_details import (
-    CallbacksScheduledDetailsReport,
-    callback_connection,
-    callbacks_scheduled_details,
 )
 
 NodeT = TypeVar("NodeT")
@@ -54,7 +49,7 @@ async def _connection(
     to_node: Callable[[Any], NodeT],
 ) -> Connection[NodeT]:
     return await root_connection(
-        info.context.session_maker,
+        info.context.scoped_session_maker,
         declaration,
         select(entity),
         filter_condition(declaration, filter_input),
@@ -72,8 +67,34 @@ def _integer_key(key: str, id_value: str) -> int:
         raise BadUserInputError(f"id {id_value!r} is not an ID this API issued") from None
 
 
-@strawberry.type(description="Read access to the callback report and the objects behind it.")
-class Query:
+async def callback_connection(
+    info: Info, condition: ColumnElement[bool], *, order_by: Any, arguments: dict[str, Any]
+) -> Connection[CallbackNode]:
+    """Callbacks matching a condition, one page; each row's campaign comes in the same statement
+    and primes the loader, so rows never need a query of their own for it."""
+    loaders = info.context.loaders
+
+    def to_node(row: Any) -> CallbackNode:
+        callback, campaign = row
+        loaders.campaign_by_id.prime(campaign.id, campaign)
+        return CallbackNode.from_row(callback)
+
+    return await root_connection(
+        info.context.scoped_session_maker,
+        declarations.CALLBACK,
+        select(Callback, Campaign).join(Campaign, Callback.campaign_id == Campaign.id),
+        condition,
+        order_by=order_by,
+        request_arguments=arguments,
+        max_page_size=info.context.settings.max_page_size,
+        to_node=to_node,
+    )
+
+
+@strawberry.type
+class EntityQuery:
+    """Root fields for the objects behind the report; the schema merges them into Query."""
+
     @strawberry.field(description="Any object by its global ID; null when it does not exist.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = parse_global_id(id)
@@ -194,12 +215,6 @@ class Query:
         return await _connection(
             info, declarations.CONTACT, Contact, filter, order_by, arguments, ContactNode.from_row
         )
-
-    callbacks_scheduled_details: CallbacksScheduledDetailsReport = strawberry.field(
-        resolver=callbacks_scheduled_details,
-        description="The Callbacks Scheduled Details report for a period (default: the last 7 "
-        "days), with optional filters.",
-    )
 
     @strawberry.field(
         description="Callbacks, filtered and sorted; by creation time, then callback ID, "

@@ -7,10 +7,9 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from service.callbacks.models import CallbackStatus
-from service.context import Info
-from service.errors import UnauthenticatedError
+from service.db.models.callback import CallbackStatus
 from service.events.hub import ChangeFilter
+from service.graph.context import Info
 from service.graph.nodes import CallbackNode
 
 
@@ -48,14 +47,13 @@ class Subscription:
             creator_agent_id=wanted.creator_agent_id,
             contact_id=wanted.contact_id,
             statuses=frozenset(wanted.statuses) if wanted.statuses else None,
-            row_scope=info.context.row_scope,
+            row_scope=info.context.caller.require().row_scope,
         )
         async with info.context.events.hub.subscribe(change_filter) as subscriber:
             async for change in subscriber.changes():
                 # A key revoked while the subscription runs ends it at the next change.
-                await info.context.check_principal_still_valid()
-                if info.context.principal is None:
-                    raise UnauthenticatedError("the API key is no longer valid")
+                await info.context.recheck_key()
+                info.context.caller.require()
                 info.context.refresh_loaders()
                 yield CallbackStatusChange(
                     callback=CallbackNode.from_row(change.callback),

@@ -20,8 +20,8 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
-from service.db import sqlite_time_text
-from service.models import Base
+from service.db.base import sqlite_time_text
+from service.db.models import Base
 from service.seed.demo_data import (
     AGENT_COLUMNS,
     ATTEMPT_COLUMNS,

@@ -18,9 +18,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from service.callbacks.models import CallbackStatus, CallbackType, SystemCompletionCode
-from service.campaigns.models import CampaignState, CampaignType
-from service.jobs.models import JobState
+from service.db.models.callback import CallbackStatus, CallbackType, SystemCompletionCode
+from service.db.models.campaign import CampaignState, CampaignType
+from service.db.models.job import JobState
 
 # Column order of each table's tuples; the bulk loaders insert by these names.
 CAMPAIGN_COLUMNS = (

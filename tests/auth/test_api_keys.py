@@ -26,8 +26,8 @@ from service.auth.api_keys import (
     create_api_key,
     revoke_api_key,
 )
-from service.auth.models import ApiKey, Role
 from service.cli import is_loopback
+from service.db.models.api_key import ApiKey, Role
 from service.errors import UnauthenticatedError
 from service.settings import Settings, parse_database_url
 from tests.conftest import SqliteDatabases

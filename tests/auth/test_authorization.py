@@ -20,7 +20,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from service.auth.api_keys import create_api_key
-from service.auth.models import Role
+from service.db.models.api_key import Role
 from service.graph.nodes import global_id
 from service.settings import Settings
 from tests.events.test_subscription import wait_for_subscribers

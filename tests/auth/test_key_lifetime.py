@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import WebSocketTestSession
 
 from service.auth.api_keys import ApiKeyRegistry, create_api_key, revoke_api_key
-from service.auth.models import Role
-from service.db import create_engine, create_session_maker
+from service.db.engines import create_engine, create_session_maker
+from service.db.models.api_key import Role
 from service.errors import UnauthenticatedError
 from service.settings import Settings, parse_database_url
 from tests.auth.test_authorization import SUBSCRIPTION

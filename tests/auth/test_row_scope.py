@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.auth.row_scope import NO_READS, UNRESTRICTED, RowScope, scoped_session_maker
+from service.db.models import Agent, Callback
 from service.errors import UnauthenticatedError
-from service.models import Agent, Callback
 
 
 async def test_a_session_without_a_principal_refuses_every_read(

@@ -7,16 +7,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.callbacks.models import (
+from service.db.models import Agent, Campaign, Contact, Job
+from service.db.models.callback import (
     Callback,
     CallbackAttempt,
     CallbackStatus,
     CallbackType,
     SystemCompletionCode,
 )
-from service.campaigns.models import CampaignState, CampaignType
-from service.jobs.models import JobState
-from service.models import Agent, Campaign, Contact, Job
+from service.db.models.campaign import CampaignState, CampaignType
+from service.db.models.job import JobState
 
 CREATED = dt.datetime(2026, 3, 29, 0, 30, tzinfo=dt.UTC)
 

@@ -14,8 +14,8 @@ from sqlalchemy.engine import URL
 from starlette.applications import Starlette
 
 from service.app import create_app
-from service.callbacks.lifecycle import StatusChange
-from service.callbacks.models import CallbackStatus
+from service.db.models.callback import CallbackStatus
+from service.events.changes import StatusChange
 from service.events.hub import ChangeFilter, DeliveredChange
 from service.settings import Settings
 from tests.callbacks.test_lifecycle import T0, _iso

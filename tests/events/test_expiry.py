@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
 from service.app import create_app
-from service.callbacks import lifecycle
+from service.callbacks import rules
 from service.callbacks.expiry_sweeper import expire_due_callbacks_now
-from service.callbacks.models import Callback, CallbackStatus, CallbackType
+from service.callbacks.transactions import Outcome
+from service.db.models.callback import Callback, CallbackStatus, CallbackType
 from service.events.hub import ChangeFilter, DeliveredChange, Subscriber
 from service.settings import Settings
 from tests.events.test_concurrency import SETUP, _post
@@ -45,9 +46,9 @@ async def _prepare_due_callbacks(app: Starlette, count: int) -> None:
             'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }',
         )
 
-    async def schedule_all(session: AsyncSession) -> tuple[None, list[lifecycle.StatusChange]]:
+    async def schedule_all(session: AsyncSession) -> Outcome[None]:
         for number in range(count):
-            await lifecycle.schedule_callback(
+            await rules.schedule_callback(
                 session,
                 callback_id=f"CB{number:04d}",
                 callback_type=CallbackType.CAMPAIGN,
@@ -61,9 +62,9 @@ async def _prepare_due_callbacks(app: Starlette, count: int) -> None:
                 scheduled_end_at=NOW - dt.timedelta(days=1),
                 now=NOW,
             )
-        return None, []
+        return Outcome(None)
 
-    await app.state.events.run(app.state.write_session_maker, schedule_all)
+    await app.state.transactions.run(schedule_all)
 
 
 async def _collect(subscriber: Subscriber, expected: int) -> list[DeliveredChange]:
@@ -99,7 +100,7 @@ def test_instances_sweeping_at_once_expire_each_callback_once(database_url: URL)
             async with first.state.events.hub.subscribe(ChangeFilter()) as subscriber:
                 counts = await asyncio.gather(
                     *(
-                        expire_due_callbacks_now(app.state.events, app.state.write_session_maker)
+                        expire_due_callbacks_now(app.state.transactions)
                         for app in (first, second, first, second)
                     )
                 )

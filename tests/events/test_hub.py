@@ -7,16 +7,10 @@ import json
 
 import pytest
 
-from service.callbacks.lifecycle import StatusChange
-from service.callbacks.models import Callback, CallbackStatus
-from service.events.hub import (
-    ChangeFilter,
-    DeliveredChange,
-    Subscriber,
-    SubscriberTooSlowError,
-    decode_change,
-    encode_changes,
-)
+from service.db.models.callback import Callback, CallbackStatus
+from service.errors import SubscriberTooSlowError
+from service.events.changes import StatusChange, decode_change, encode_changes
+from service.events.hub import ChangeFilter, DeliveredChange, Subscriber
 
 NOW = dt.datetime(2026, 11, 29, 3, tzinfo=dt.UTC)
 

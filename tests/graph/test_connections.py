@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from service.db import create_engine, create_session_maker
-from service.models import Callback, Contact
+from service.db.engines import create_engine, create_session_maker
+from service.db.models import Callback, Contact
 from tests.graphql_client import GraphQLClient
 
 CALLBACK_PAGE = """

@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.db import create_engine
+from service.db.engines import create_engine
 from service.settings import Settings, parse_database_url
 from tests.graphql_client import GraphQLClient
 

@@ -7,9 +7,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.callbacks.models import Callback, CallbackStatus
-from service.campaigns.models import CampaignState, CampaignType
-from service.models import Base, Campaign
+from service.db.models import Base, Campaign
+from service.db.models.callback import Callback, CallbackStatus
+from service.db.models.campaign import CampaignState, CampaignType
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import DemoData, SeedPlan
 

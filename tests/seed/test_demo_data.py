@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.callbacks.models import CallbackStatus, CallbackType, SystemCompletionCode
+from service.db.models.callback import CallbackStatus, CallbackType, SystemCompletionCode
 from service.seed.demo_data import (
     ATTEMPT_COLUMNS,
     CALLBACK_COLUMNS,

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UtcDateTime, portable_enum
+from service.db.base import Base, UtcDateTime, portable_enum
 
 
 class CallbackType(enum.Enum):

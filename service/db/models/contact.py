@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UtcDateTime
+from service.db.base import Base, UtcDateTime
 
 
 class Contact(Base):

@@ -2,25 +2,24 @@
 
 Every status change is a conditional UPDATE of ACTIVE rows (`... WHERE status = 'ACTIVE'`), so
 two transactions racing for one callback can never both change it: the loser's UPDATE finds
-the row no longer ACTIVE. Operations return the status changes they made; the caller publishes
-them once the transaction has committed.
+the row no longer ACTIVE. Every operation returns an `Outcome`: its result and the status
+changes it made, which the caller publishes once the transaction has committed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, insert, literal, null, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.agents.models import Agent
-from service.callbacks.models import (
+from service.callbacks.reference_data import require_text
+from service.callbacks.transactions import Outcome
+from service.db.models.agent import Agent
+from service.db.models.callback import (
     AGENT_CALLBACK_TYPES,
     Callback,
     CallbackAttempt,
@@ -28,10 +27,11 @@ from service.callbacks.models import (
     CallbackType,
     SystemCompletionCode,
 )
-from service.campaigns.models import Campaign, CampaignState, CampaignType
-from service.contacts.models import Contact
+from service.db.models.campaign import Campaign, CampaignState
+from service.db.models.contact import Contact
+from service.db.models.job import Job, JobState
 from service.errors import BadUserInputError, ConflictError, NotFoundError
-from service.jobs.models import Job, JobState
+from service.events.changes import StatusChange
 
 ACTIVE = CallbackStatus.ACTIVE
 # Codes a client may record on an attempt; the others belong to their own operations.
@@ -39,128 +39,6 @@ _RECORDABLE_SYSTEM_CODES = {
     SystemCompletionCode.RESTRICTED_DNC,
     SystemCompletionCode.RESTRICTED_OTHER,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """One callback's status change; `previous_status` is None for a new callback."""
-
-    callback_id: str
-    previous_status: CallbackStatus | None
-    status: CallbackStatus
-    changed_at: dt.datetime
-
-
-# Reference data ---------------------------------------------------------------------------
-
-
-async def _upsert(
-    session: AsyncSession,
-    model: type[Any],
-    values: dict[str, Any],
-    key: str,
-    *,
-    insert_only: dict[str, Any] | None = None,
-) -> Any:
-    """Insert a row or update the existing one with the same key, atomically; `insert_only`
-    values go into a new row but never overwrite an existing one."""
-    dialect_insert = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    statement = dialect_insert(model).values(**values, **(insert_only or {}))
-    statement = statement.on_conflict_do_update(
-        index_elements=[key], set_={name: value for name, value in values.items() if name != key}
-    )
-    row = await session.scalar(
-        statement.returning(model), execution_options={"populate_existing": True}
-    )
-    return row
-
-
-async def upsert_campaign(
-    session: AsyncSession,
-    *,
-    name: str,
-    campaign_type: CampaignType,
-    strategy_name: str,
-    max_attempts: int,
-) -> Campaign:
-    """Create a running campaign, or update an existing one's attributes (not its state)."""
-    if max_attempts < 1:
-        raise BadUserInputError(f"maxAttempts must be at least 1, got {max_attempts}")
-    _require_text(name=name, strategy=strategy_name)
-    values = {
-        "name": name,
-        "campaign_type": campaign_type,
-        "strategy_name": strategy_name,
-        "max_attempts": max_attempts,
-    }
-    campaign: Campaign = await _upsert(
-        session, Campaign, values, "name", insert_only={"state": CampaignState.RUNNING}
-    )
-    return campaign
-
-
-async def upsert_agent(session: AsyncSession, *, agent_id: str, name: str) -> Agent:
-    """Create an agent or rename an existing one."""
-    _require_text(agentId=agent_id, name=name)
-    agent: Agent = await _upsert(session, Agent, {"agent_id": agent_id, "name": name}, "agent_id")
-    return agent
-
-
-async def upsert_contact(
-    session: AsyncSession,
-    *,
-    contact_id: str,
-    first_name: str,
-    last_name: str,
-    phone_number: str,
-    alternate_phone_number: str | None,
-    email: str | None,
-    time_zone: str,
-) -> Contact:
-    """Create a contact or update an existing one's details (not its exclusion)."""
-    _require_text(contactId=contact_id, phone=phone_number)
-    try:
-        zoneinfo.ZoneInfo(time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise BadUserInputError(
-            f"timeZone must be an IANA time zone such as Europe/Berlin, got {time_zone!r}"
-        ) from None
-    values = {
-        "contact_id": contact_id,
-        "first_name": first_name,
-        "last_name": last_name,
-        "phone_number": phone_number,
-        "alternate_phone_number": alternate_phone_number,
-        "email": email,
-        "time_zone": time_zone,
-    }
-    contact: Contact = await _upsert(session, Contact, values, "contact_id")
-    return contact
-
-
-async def start_job(
-    session: AsyncSession, *, job_id: int, campaign_name: str, started_at: dt.datetime
-) -> Job:
-    """Record a job of a running campaign; starting the same job again returns it."""
-    campaign = await _campaign_for_share(session, campaign_name)
-    existing = await session.get(Job, job_id)
-    if existing is not None:
-        if existing.campaign_id != campaign.id:
-            raise ConflictError(f"job {job_id} already belongs to another campaign")
-        return existing
-    if campaign.state is not CampaignState.RUNNING:
-        raise ConflictError(
-            f"campaign {campaign_name!r} is {campaign.state.value}; it runs no jobs"
-        )
-    job = Job(job_id=job_id, campaign_id=campaign.id, started_at=started_at, state=JobState.ACTIVE)
-    session.add(job)
-    await session.flush()
-    return job
-
-
-# Callbacks --------------------------------------------------------------------------------
 
 
 async def schedule_callback(
@@ -177,7 +55,7 @@ async def schedule_callback(
     scheduled_start_at: dt.datetime,
     scheduled_end_at: dt.datetime,
     now: dt.datetime,
-) -> tuple[Callback, list[StatusChange]]:
+) -> Outcome[Callback]:
     """Schedule a callback; earlier ACTIVE ones of the same agent, contact and call become
     OVERWRITTEN (or this one does, if a later one is already ACTIVE)."""
     if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id is None:
@@ -192,7 +70,7 @@ async def schedule_callback(
         )
     if scheduled_end_at < scheduled_start_at:
         raise BadUserInputError("scheduledEndTime must not be before scheduledStartTime")
-    _require_text(callId=call_id)
+    require_text(callId=call_id)
     job = await session.get(Job, job_id)
     if job is None:
         raise NotFoundError(f"job {job_id} does not exist; start it with startJob")
@@ -251,7 +129,7 @@ async def schedule_callback(
     session.add(callback)
     await session.flush()
     changes.append(StatusChange(callback_id, None, status, now))
-    return callback, changes
+    return Outcome(callback, changes)
 
 
 async def record_callback_attempt(
@@ -265,7 +143,7 @@ async def record_callback_attempt(
     dummy: bool | None,
     completed: bool,
     now: dt.datetime,
-) -> tuple[Callback, list[StatusChange]]:
+) -> Outcome[Callback]:
     """Record an attempt on an ACTIVE callback; `completed` makes it COMPLETED."""
     if (
         system_completion_code is not None
@@ -294,24 +172,25 @@ async def record_callback_attempt(
         if await session.get(Agent, agent_id) is None:
             raise NotFoundError(f"agent {agent_id!r} does not exist")
         await _check_strict_agent(session, callback, agent_id)
-    attempt = CallbackAttempt(
-        callback_id=callback_id,
-        attempted_at=attempted_at,
-        agent_id=agent_id,
-        custom_completion_code=custom_completion_code,
-        system_completion_code=system_completion_code,
-        is_dummy=dummy,
+    await _add_attempt(
+        session,
+        callback,
+        CallbackAttempt(
+            callback_id=callback_id,
+            attempted_at=attempted_at,
+            agent_id=agent_id,
+            custom_completion_code=custom_completion_code,
+            system_completion_code=system_completion_code,
+            is_dummy=dummy,
+        ),
     )
-    session.add(attempt)
-    _summarize_latest_attempt(callback, attempt)
-    await session.flush()
     changes: list[StatusChange] = []
     if completed:
         changes = await _change_status(
             session, Callback.callback_id == callback_id, CallbackStatus.COMPLETED, now
         )
         await session.refresh(callback)
-    return callback, changes
+    return Outcome(callback, changes)
 
 
 async def postpone_callback(
@@ -321,28 +200,29 @@ async def postpone_callback(
     scheduled_start_at: dt.datetime,
     scheduled_end_at: dt.datetime,
     now: dt.datetime,
-) -> Callback:
+) -> Outcome[Callback]:
     """Move an ACTIVE callback's schedule, recording a CALLBACK_POSTPONED dummy attempt."""
     if scheduled_end_at < scheduled_start_at:
         raise BadUserInputError("scheduledEndTime must not be before scheduledStartTime")
     callback = await _active_callback_for_update(session, callback_id)
-    attempt = CallbackAttempt(
-        callback_id=callback_id,
-        attempted_at=now,
-        system_completion_code=SystemCompletionCode.CALLBACK_POSTPONED,
-        is_dummy=True,
-    )
-    session.add(attempt)
     callback.scheduled_start_at = scheduled_start_at
     callback.scheduled_end_at = scheduled_end_at
-    _summarize_latest_attempt(callback, attempt)
-    await session.flush()
-    return callback
+    await _add_attempt(
+        session,
+        callback,
+        CallbackAttempt(
+            callback_id=callback_id,
+            attempted_at=now,
+            system_completion_code=SystemCompletionCode.CALLBACK_POSTPONED,
+            is_dummy=True,
+        ),
+    )
+    return Outcome(callback)
 
 
 async def expire_due_callbacks(
     session: AsyncSession, *, as_of: dt.datetime, now: dt.datetime
-) -> list[StatusChange]:
+) -> Outcome[None]:
     """Expire every ACTIVE callback whose scheduled end is at or before `as_of`, each with a
     CALLBACK_EXPIRED dummy attempt at its scheduled end."""
     expired = await session.execute(
@@ -363,14 +243,15 @@ async def expire_due_callbacks(
         [(callback_id, end) for callback_id, end in rows],
         SystemCompletionCode.CALLBACK_EXPIRED,
     )
-    return [
-        StatusChange(callback_id, ACTIVE, CallbackStatus.EXPIRED, now) for callback_id, _ in rows
-    ]
+    return Outcome(
+        None,
+        [StatusChange(callback_id, ACTIVE, CallbackStatus.EXPIRED, now) for callback_id, _ in rows],
+    )
 
 
 async def terminate_campaign(
     session: AsyncSession, *, name: str, finished: bool, now: dt.datetime
-) -> list[StatusChange]:
+) -> Outcome[None]:
     """End a running campaign; all its ACTIVE callbacks become CAMPAIGN_TERMINATED at once."""
     campaign = await session.scalar(select(Campaign).where(Campaign.name == name).with_for_update())
     if campaign is None:
@@ -392,21 +273,22 @@ async def terminate_campaign(
         .execution_options(synchronize_session=False)
     )
     await session.flush()
-    return await _change_status(
+    changes = await _change_status(
         session, Callback.campaign_id == campaign.id, CallbackStatus.CAMPAIGN_TERMINATED, now
     )
+    return Outcome(None, changes)
 
 
 async def exclude_contact(
     session: AsyncSession, *, contact_id: str, now: dt.datetime
-) -> list[StatusChange]:
+) -> Outcome[None]:
     """Put a contact on the exclusion list; its ACTIVE callbacks become CONTACT_EXCLUDED, each
     with a dummy attempt. Excluding an excluded contact changes nothing."""
     contact = await session.get(Contact, contact_id, with_for_update=True)
     if contact is None:
         raise NotFoundError(f"contact {contact_id!r} does not exist")
     if contact.excluded_at is not None:
-        return []
+        return Outcome(None)
     contact.excluded_at = now
     await session.flush()
     changes = await _change_status(
@@ -421,7 +303,7 @@ async def exclude_contact(
         [(change.callback_id, now) for change in changes],
         SystemCompletionCode.CONTACT_EXCLUDED,
     )
-    return changes
+    return Outcome(None, changes)
 
 
 # Shared steps -----------------------------------------------------------------------------
@@ -527,14 +409,16 @@ def _dummy_attempt_summary(
     }
 
 
-def _summarize_latest_attempt(callback: Callback, attempt: CallbackAttempt) -> None:
-    """Keep the report's latest-attempt columns in step; an older attempt changes nothing."""
-    if callback.last_attempt_at is not None and attempt.attempted_at < callback.last_attempt_at:
-        return
-    callback.last_attempt_at = attempt.attempted_at
-    callback.serviced_by_agent_id = attempt.agent_id
-    callback.custom_completion_code = attempt.custom_completion_code
-    callback.system_completion_code = attempt.system_completion_code
+async def _add_attempt(session: AsyncSession, callback: Callback, attempt: CallbackAttempt) -> None:
+    """Record an attempt, keeping the report's latest-attempt columns in step (an attempt older
+    than the latest one changes nothing there)."""
+    session.add(attempt)
+    if callback.last_attempt_at is None or attempt.attempted_at >= callback.last_attempt_at:
+        callback.last_attempt_at = attempt.attempted_at
+        callback.serviced_by_agent_id = attempt.agent_id
+        callback.custom_completion_code = attempt.custom_completion_code
+        callback.system_completion_code = attempt.system_completion_code
+    await session.flush()
 
 
 async def _serialize_per_call(
@@ -547,18 +431,3 @@ async def _serialize_per_call(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"callback-call\x1f{creator_agent_id}\x1f{contact_id}\x1f{call_id}"},
         )
-
-
-async def _campaign_for_share(session: AsyncSession, name: str) -> Campaign:
-    campaign = await session.scalar(
-        select(Campaign).where(Campaign.name == name).with_for_update(read=True)
-    )
-    if campaign is None:
-        raise NotFoundError(f"campaign {name!r} does not exist")
-    return campaign
-
-
-def _require_text(**values: str) -> None:
-    for name, value in values.items():
-        if not value.strip():
-            raise BadUserInputError(f"{name} must not be empty")

@@ -8,7 +8,7 @@ import enum
 from sqlalchemy import CheckConstraint, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UtcDateTime, portable_enum
+from service.db.base import Base, UtcDateTime, portable_enum
 
 
 class Role(enum.Enum):

@@ -17,7 +17,6 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
@@ -26,18 +25,9 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from service.pagination import DEFAULT_PAGE_SIZE
-
-
-@dataclass(frozen=True, slots=True)
-class QueryLimits:
-    """Largest operation the service runs; each is configurable."""
-
-    max_depth: int = 12
-    max_aliases: int = 30
-    max_complexity: int = 50_000
-    max_tokens: int = 2_000
-    max_page_size: int = 500
+from service.errors import PageTooLargeError, QueryTooComplexError
+from service.graph.pagination import DEFAULT_PAGE_SIZE
+from service.settings import QueryLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +35,6 @@ class _Measure:
     depth: int
     aliases: int
     complexity: int
-
-
-class QueryTooComplexError(GraphQLError):
-    """The operation is over one of the limits; the message says which."""
-
-    def __init__(self, message: str, code: str = "QUERY_TOO_COMPLEX") -> None:
-        super().__init__(message, extensions={"code": code})
 
 
 class _Walker:
@@ -119,10 +102,9 @@ class _Walker:
                 value = self.variables.get(argument.value.name.value)
             if isinstance(value, int) and not isinstance(value, bool):
                 if value > self.limits.max_page_size:
-                    raise QueryTooComplexError(
+                    raise PageTooLargeError(
                         f"{argument.name.value} must be at most {self.limits.max_page_size}, "
-                        f"got {value}; page through with cursors",
-                        code="BAD_USER_INPUT",
+                        f"got {value}; page through with cursors"
                     )
                 size = max(size, value)
         if size == 1 and field.name.value in _LIST_FIELDS:

@@ -1,73 +1,17 @@
-"""The ORM base, the UTC time column type, and engine and session factories."""
+"""Engines and session makers for either store, with each store's connection setup."""
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData, event
-from sqlalchemy.engine import URL, Dialect
+from sqlalchemy import event
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.types import TypeDecorator
-
-# Named constraints let migrations drop and alter them the same way on every store.
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    """Base of every ORM model; its metadata is what Alembic compares against."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A timezone-aware instant, stored in UTC on every store.
-
-    PostgreSQL keeps it as `timestamptz`; SQLite has no time zones, so the value is stored
-    as naive UTC text and given back its UTC offset on the way out.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-
-def portable_enum(enum_class: type[enum.Enum], name: str) -> Enum:
-    """Column type for an enum: VARCHAR plus a CHECK of its names, the same on both stores."""
-    return Enum(enum_class, name=name, native_enum=False, create_constraint=True, length=24)
-
-
-def sqlite_time_text(value: dt.datetime) -> str:
-    """Render a UTC instant exactly as SQLAlchemy stores a datetime in SQLite."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def create_engine(

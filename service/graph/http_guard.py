@@ -17,20 +17,9 @@ from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import HTTPRequestError, graphql_error_body, send_graphql_error
+
 _JSON_TYPES = ("application/json", "application/graphql-response+json")
-
-
-class HTTPRequestError(Exception):
-    """A request that is not valid GraphQL over HTTP."""
-
-    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-def graphql_error_body(message: str, code: str) -> bytes:
-    """A GraphQL-shaped error response body."""
-    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
 
 
 class GraphQLHTTPGuard:
@@ -152,21 +141,6 @@ def _replay(body: bytes) -> Receive:
 async def _send_error(send: Send, error: HTTPRequestError) -> None:
     extra_headers = [(b"allow", b"POST")] if error.status == 405 else []
     await send_graphql_error(send, error.status, error.message, error.code, extra_headers)
-
-
-async def send_graphql_error(
-    send: Send,
-    status: int,
-    message: str,
-    code: str,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    """Answer an HTTP request with a GraphQL-shaped error body."""
-    body = graphql_error_body(message, code)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend(extra_headers or [])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _rewrite_plain_text_errors(send: Send) -> Send:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The migrations live beside the package at the repository root (installed editable).
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(database_url: URL) -> Config:

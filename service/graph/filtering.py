@@ -24,7 +24,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Boolean
 
 from service.errors import BadUserInputError
-from service.pagination import SortKey, SqlColumn
+from service.graph.pagination import SortKey, SqlColumn
 
 
 @strawberry.enum(description="Sort direction.")

@@ -8,7 +8,7 @@ import enum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UtcDateTime, portable_enum
+from service.db.base import Base, UtcDateTime, portable_enum
 
 
 class JobState(enum.Enum):

@@ -1,0 +1,68 @@
+"""The report's root field: resolve the period and filters into the report's header and the
+condition its rows and total share."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+from sqlalchemy import and_
+
+from service.errors import BadUserInputError
+from service.graph.context import Info
+from service.reports.callbacks_scheduled_details.conditions import (
+    filter_conditions,
+    period_condition,
+)
+from service.reports.callbacks_scheduled_details.types import (
+    CallbacksScheduledDetailsFilters,
+    CallbacksScheduledDetailsReport,
+    TimePeriod,
+    TimePeriodInput,
+)
+from service.reports.time_periods import TimePeriodError, resolve_time_period
+
+
+def callbacks_scheduled_details(
+    info: Info,
+    time_period: TimePeriodInput | None = None,
+    filters: CallbacksScheduledDetailsFilters | None = None,
+) -> CallbacksScheduledDetailsReport:
+    """Resolve the report's header; its rows and total load only when selected."""
+    settings = info.context.settings
+    query_time = dt.datetime.now(dt.UTC)
+    period_input = time_period or TimePeriodInput()
+    try:
+        period = resolve_time_period(
+            preset=period_input.preset,
+            last_days=period_input.last_days,
+            last_hours=period_input.last_hours,
+            start=period_input.from_,
+            end=period_input.to,
+            time_zone=period_input.time_zone,
+            default_time_zone=settings.report_time_zone,
+            now=query_time,
+            max_span=dt.timedelta(days=settings.max_report_days),
+        )
+    except TimePeriodError as error:
+        raise BadUserInputError(str(error)) from None
+    applied, filter_condition = filter_conditions(filters or CallbacksScheduledDetailsFilters())
+    return CallbacksScheduledDetailsReport(
+        time_period=TimePeriod(
+            from_=period.start, to=period.end, time_zone=period.time_zone, label=period.label
+        ),
+        query_time=query_time,
+        filters=applied,
+        condition=and_(period_condition(period), filter_condition),
+    )
+
+
+@strawberry.type
+class ReportQuery:
+    """The report's root fields, merged into the schema's Query."""
+
+    callbacks_scheduled_details: CallbacksScheduledDetailsReport = strawberry.field(
+        resolver=callbacks_scheduled_details,
+        description="The Callbacks Scheduled Details report for a period (default: the last 7 "
+        "days), with optional filters.",
+    )
