@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.graph.context import Info
 from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
 from service.graph.loaders import Loaders
 from service.graph.pagination import (
@@ -141,22 +144,20 @@ async def nested_connection(
     entity: type[Any],
     parent_attribute: str,
     parent_key: Any,
+    arguments: ConnectionArguments,
     *,
-    filter_input: Any | None,
-    order_by: Sequence[Any] | None,
-    request_arguments: dict[str, Any],
     max_page_size: int,
     to_node: Callable[[Any], NodeT],
 ) -> Connection[NodeT]:
     """A connection under each parent: one statement for all parents' pages (window function)
     and one for all their counts, whatever the number of parents."""
-    keys = sort_keys(declaration, order_by)
-    request: PageRequest = page_request(keys=keys, max_page_size=max_page_size, **request_arguments)
-    condition = filter_condition(declaration, filter_input)
+    keys = sort_keys(declaration, arguments.order_by)
+    request: PageRequest = page_request(keys=keys, max_page_size=max_page_size, **arguments.page)
+    condition = filter_condition(declaration, arguments.filter)
     arguments_key = (
         entity.__name__,
         parent_attribute,
-        repr(filter_input),
+        repr(arguments.filter),
         tuple(keys_signature(keys)),
         request,
     )
@@ -190,3 +191,106 @@ async def nested_connection(
 def keys_signature(keys: Sequence[SortKey]) -> list[tuple[str, bool]]:
     """What identifies an order, for sharing loaders between parents."""
     return [(key.attribute, key.descending) for key in keys]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionArguments:
+    """What every filterable connection field takes: a filter, an order and a page."""
+
+    filter: Any | None = None
+    order_by: list[Any] | None = None
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    @property
+    def page(self) -> dict[str, Any]:
+        """The page arguments alone, as `page_request` takes them."""
+        return {"first": self.first, "after": self.after, "last": self.last, "before": self.before}
+
+
+def _connection_of(node: str) -> Any:
+    """`Connection[<node>]` for a node type named at run time (mypy sees only `Any`)."""
+    lazy_node = cast(Any, Annotated)[node, strawberry.lazy("service.graph.nodes")]
+    return cast(Any, Connection)[lazy_node]
+
+
+ConnectionResolver = Callable[[Any, Info, ConnectionArguments], Awaitable[Connection[Any]]]
+
+
+def connection_field(
+    declaration: EntityQueryDeclaration,
+    node: str,
+    resolve: ConnectionResolver,
+    *,
+    description: str,
+) -> Any:
+    """A connection field with the arguments every such field takes, declared once:
+    `filter`, `orderBy`, `first`, `after`, `last`, `before`.
+
+    `node` names the node type in `service.graph.nodes` (lazily, since node types refer to each
+    other); `resolve` gets the parent object, the request's info and the arguments.
+    """
+
+    async def resolver(
+        self: Any,
+        info: Info,
+        filter: Any = None,
+        order_by: Any = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Any]:
+        arguments = ConnectionArguments(filter, order_by, first, after, last, before)
+        return await resolve(self, info, arguments)
+
+    # Strawberry reads the arguments' GraphQL types from the signature; these depend on the
+    # declaration, so the signature is written here rather than in the def above.
+    annotations: dict[str, Any] = {
+        "info": Info,
+        "filter": declaration.filter_input | None,
+        "order_by": types.GenericAlias(list, (declaration.order_input,)) | None,
+        "first": int | None,
+        "after": str | None,
+        "last": int | None,
+        "before": str | None,
+    }
+    signature = inspect.signature(resolver)
+    resolver.__dict__["__signature__"] = signature.replace(
+        parameters=[
+            parameter.replace(annotation=annotations.get(parameter.name, inspect.Parameter.empty))
+            for parameter in signature.parameters.values()
+        ],
+        return_annotation=_connection_of(node),
+    )
+    return strawberry.field(resolver=resolver, description=description)
+
+
+def nested_connection_field(
+    declaration: EntityQueryDeclaration,
+    node: str,
+    entity: type[Any],
+    parent_attribute: str,
+    parent_key: Callable[[Any], object],
+    to_node: Callable[[Any], Any],
+    *,
+    description: str,
+) -> Any:
+    """A connection field on a node: the `entity` rows whose `parent_attribute` is the
+    node's `parent_key`, loaded for all parents of a request at once."""
+
+    def resolve(parent: Any, info: Info, arguments: ConnectionArguments) -> Awaitable[Any]:
+        return nested_connection(
+            info.context.loaders,
+            declaration,
+            entity,
+            parent_attribute,
+            parent_key(parent),
+            arguments,
+            max_page_size=info.context.settings.max_page_size,
+            to_node=to_node,
+        )
+
+    return connection_field(declaration, node, resolve, description=description)

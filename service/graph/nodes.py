@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -25,7 +26,7 @@ from service.db.models.campaign import CampaignState, CampaignType, campaign_dis
 from service.db.models.job import JobState
 from service.errors import BadUserInputError
 from service.graph import declarations
-from service.graph.connections import Connection, nested_connection
+from service.graph.connections import nested_connection_field
 from service.graph.context import Info
 
 KeyT = TypeVar("KeyT")
@@ -51,37 +52,19 @@ class Node:
     id: strawberry.ID = strawberry.field(description="Global ID (opaque).")
 
 
-def _page_arguments(
-    first: int | None, after: str | None, last: int | None, before: str | None
-) -> dict[str, Any]:
-    return {"first": first, "after": after, "last": last, "before": before}
+def _callbacks_field(
+    parent_attribute: str, parent_key: Callable[[Any], object], *, description: str
+) -> Any:
+    """A node's connection of the callbacks pointing at it through `parent_attribute`."""
 
-
-CallbackFilter = declarations.CALLBACK.filter_input
-CallbackOrder = declarations.CALLBACK.order_input
-JobFilter = declarations.JOB.filter_input
-JobOrder = declarations.JOB.order_input
-
-
-async def _callbacks_of(
-    info: Info,
-    parent_attribute: str,
-    parent_key: object,
-    filter: Any | None,
-    order_by: list[Any] | None,
-    arguments: dict[str, Any],
-) -> Connection[CallbackNode]:
-    return await nested_connection(
-        info.context.loaders,
+    return nested_connection_field(
         declarations.CALLBACK,
+        "CallbackNode",
         Callback,
         parent_attribute,
         parent_key,
-        filter_input=filter,
-        order_by=order_by,
-        request_arguments=arguments,
-        max_page_size=info.context.settings.max_page_size,
-        to_node=lambda row: CallbackNode.from_row(row[0]),
+        lambda row: CallbackNode.from_row(row[0]),
+        description=description,
     )
 
 
@@ -116,43 +99,21 @@ class CampaignNode(Node):
             end_time=row.ended_at,
         )
 
-    @strawberry.field(description="The campaign's jobs.")
-    async def jobs(
-        self,
-        info: Info,
-        filter: JobFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[JobOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[JobNode]:
-        return await nested_connection(
-            info.context.loaders,
-            declarations.JOB,
-            Job,
-            "campaign_id",
-            self.row.id,
-            filter_input=filter,
-            order_by=order_by,
-            request_arguments=_page_arguments(first, after, last, before),
-            max_page_size=info.context.settings.max_page_size,
-            to_node=lambda row: JobNode.from_row(row[0]),
-        )
+    jobs = nested_connection_field(
+        declarations.JOB,
+        "JobNode",
+        Job,
+        "campaign_id",
+        lambda campaign: campaign.row.id,
+        lambda row: JobNode.from_row(row[0]),
+        description="The campaign's jobs.",
+    )
 
-    @strawberry.field(description="Callbacks scheduled in the campaign.")
-    async def callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = _page_arguments(first, after, last, before)
-        return await _callbacks_of(info, "campaign_id", self.row.id, filter, order_by, arguments)
+    callbacks = _callbacks_field(
+        "campaign_id",
+        lambda campaign: campaign.row.id,
+        description="Callbacks scheduled in the campaign.",
+    )
 
 
 @strawberry.type(name="Job", description="A running session of a campaign, by POM's job ID.")
@@ -180,19 +141,9 @@ class JobNode(Node):
             await _required(info.context.loaders.campaign_by_id, self.row.campaign_id)
         )
 
-    @strawberry.field(description="Callbacks scheduled during the job.")
-    async def callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = _page_arguments(first, after, last, before)
-        return await _callbacks_of(info, "job_id", self.row.job_id, filter, order_by, arguments)
+    callbacks = _callbacks_field(
+        "job_id", lambda job: job.row.job_id, description="Callbacks scheduled during the job."
+    )
 
 
 @strawberry.type(name="Agent", description="A contact-centre agent, by POM's agent ID.")
@@ -207,37 +158,17 @@ class AgentNode(Node):
             id=global_id("Agent", row.agent_id), row=row, agent_id=row.agent_id, name=row.name
         )
 
-    @strawberry.field(description="Callbacks this agent scheduled (the report's Creator Agent).")
-    async def created_callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = _page_arguments(first, after, last, before)
-        return await _callbacks_of(
-            info, "creator_agent_id", self.row.agent_id, filter, order_by, arguments
-        )
+    created_callbacks = _callbacks_field(
+        "creator_agent_id",
+        lambda agent: agent.row.agent_id,
+        description="Callbacks this agent scheduled (the report's Creator Agent).",
+    )
 
-    @strawberry.field(description="Callbacks whose latest attempt this agent handled.")
-    async def serviced_callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = _page_arguments(first, after, last, before)
-        return await _callbacks_of(
-            info, "serviced_by_agent_id", self.row.agent_id, filter, order_by, arguments
-        )
+    serviced_callbacks = _callbacks_field(
+        "serviced_by_agent_id",
+        lambda agent: agent.row.agent_id,
+        description="Callbacks whose latest attempt this agent handled.",
+    )
 
 
 @strawberry.type(name="Contact", description="A person campaigns call, by POM's contact ID.")
@@ -269,21 +200,11 @@ class ContactNode(Node):
             excluded_time=row.excluded_at,
         )
 
-    @strawberry.field(description="Callbacks scheduled for this contact.")
-    async def callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = _page_arguments(first, after, last, before)
-        return await _callbacks_of(
-            info, "contact_id", self.row.contact_id, filter, order_by, arguments
-        )
+    callbacks = _callbacks_field(
+        "contact_id",
+        lambda contact: contact.row.contact_id,
+        description="Callbacks scheduled for this contact.",
+    )
 
 
 @strawberry.type(

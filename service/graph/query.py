@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -11,7 +11,12 @@ from sqlalchemy import ColumnElement, select
 from service.db.models import Agent, Callback, Campaign, Contact, Job
 from service.errors import BadUserInputError
 from service.graph import declarations
-from service.graph.connections import Connection, root_connection
+from service.graph.connections import (
+    Connection,
+    ConnectionArguments,
+    connection_field,
+    root_connection,
+)
 from service.graph.context import Info
 from service.graph.filtering import EntityQueryDeclaration, filter_condition
 from service.graph.nodes import (
@@ -27,37 +32,30 @@ from service.graph.nodes import (
 
 NodeT = TypeVar("NodeT")
 
-CampaignFilter = declarations.CAMPAIGN.filter_input
-CampaignOrder = declarations.CAMPAIGN.order_input
-JobFilter = declarations.JOB.filter_input
-JobOrder = declarations.JOB.order_input
-AgentFilter = declarations.AGENT.filter_input
-AgentOrder = declarations.AGENT.order_input
-ContactFilter = declarations.CONTACT.filter_input
-ContactOrder = declarations.CONTACT.order_input
-CallbackFilter = declarations.CALLBACK.filter_input
-CallbackOrder = declarations.CALLBACK.order_input
 
-
-async def _connection(
-    info: Info,
+def _root_connection_field(
     declaration: EntityQueryDeclaration,
+    node: str,
     entity: type[Any],
-    filter_input: Any | None,
-    order_by: list[Any] | None,
-    arguments: dict[str, Any],
-    to_node: Callable[[Any], NodeT],
-) -> Connection[NodeT]:
-    return await root_connection(
-        info.context.scoped_session_maker,
-        declaration,
-        select(entity),
-        filter_condition(declaration, filter_input),
-        order_by=order_by,
-        request_arguments=arguments,
-        max_page_size=info.context.settings.max_page_size,
-        to_node=lambda row: to_node(row[0]),
-    )
+    to_node: Callable[[Any], Any],
+    *,
+    description: str,
+) -> Any:
+    """A root connection field over every `entity` row the filter admits."""
+
+    def resolve(_root: Any, info: Info, arguments: ConnectionArguments) -> Awaitable[Any]:
+        return root_connection(
+            info.context.scoped_session_maker,
+            declaration,
+            select(entity),
+            filter_condition(declaration, arguments.filter),
+            order_by=arguments.order_by,
+            request_arguments=arguments.page,
+            max_page_size=info.context.settings.max_page_size,
+            to_node=lambda row: to_node(row[0]),
+        )
+
+    return connection_field(declaration, node, resolve, description=description)
 
 
 def _integer_key(key: str, id_value: str) -> int:
@@ -144,92 +142,43 @@ class EntityQuery:
         callback = await info.context.loaders.callback_by_id.load(callback_id)
         return CallbackNode.from_row(callback) if callback else None
 
-    @strawberry.field(description="Campaigns, filtered and sorted; by name unless told otherwise.")
-    async def campaigns(
-        self,
-        info: Info,
-        filter: CampaignFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CampaignOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CampaignNode]:
-        arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(
+    campaigns = _root_connection_field(
+        declarations.CAMPAIGN,
+        "CampaignNode",
+        Campaign,
+        CampaignNode.from_row,
+        description="Campaigns, filtered and sorted; by name unless told otherwise.",
+    )
+    jobs = _root_connection_field(
+        declarations.JOB,
+        "JobNode",
+        Job,
+        JobNode.from_row,
+        description="Jobs, filtered and sorted; by job ID unless told otherwise.",
+    )
+    agents = _root_connection_field(
+        declarations.AGENT,
+        "AgentNode",
+        Agent,
+        AgentNode.from_row,
+        description="Agents, filtered and sorted; by agent ID unless told otherwise.",
+    )
+    contacts = _root_connection_field(
+        declarations.CONTACT,
+        "ContactNode",
+        Contact,
+        ContactNode.from_row,
+        description="Contacts, filtered and sorted; by contact ID unless told otherwise.",
+    )
+    callbacks = connection_field(
+        declarations.CALLBACK,
+        "CallbackNode",
+        lambda _root, info, arguments: callback_connection(
             info,
-            declarations.CAMPAIGN,
-            Campaign,
-            filter,
-            order_by,
-            arguments,
-            CampaignNode.from_row,
-        )
-
-    @strawberry.field(description="Jobs, filtered and sorted; by job ID unless told otherwise.")
-    async def jobs(
-        self,
-        info: Info,
-        filter: JobFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[JobOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[JobNode]:
-        arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(
-            info, declarations.JOB, Job, filter, order_by, arguments, JobNode.from_row
-        )
-
-    @strawberry.field(description="Agents, filtered and sorted; by agent ID unless told otherwise.")
-    async def agents(
-        self,
-        info: Info,
-        filter: AgentFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[AgentOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[AgentNode]:
-        arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(
-            info, declarations.AGENT, Agent, filter, order_by, arguments, AgentNode.from_row
-        )
-
-    @strawberry.field(
-        description="Contacts, filtered and sorted; by contact ID unless told otherwise."
-    )
-    async def contacts(
-        self,
-        info: Info,
-        filter: ContactFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[ContactOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[ContactNode]:
-        arguments = {"first": first, "after": after, "last": last, "before": before}
-        return await _connection(
-            info, declarations.CONTACT, Contact, filter, order_by, arguments, ContactNode.from_row
-        )
-
-    @strawberry.field(
+            filter_condition(declarations.CALLBACK, arguments.filter),
+            order_by=arguments.order_by,
+            arguments=arguments.page,
+        ),
         description="Callbacks, filtered and sorted; by creation time, then callback ID, "
-        "unless told otherwise."
+        "unless told otherwise.",
     )
-    async def callbacks(
-        self,
-        info: Info,
-        filter: CallbackFilter | None = None,  # type: ignore[valid-type]
-        order_by: list[CallbackOrder] | None = None,  # type: ignore[valid-type]
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[CallbackNode]:
-        arguments = {"first": first, "after": after, "last": last, "before": before}
-        condition = filter_condition(declarations.CALLBACK, filter)
-        return await callback_connection(info, condition, order_by=order_by, arguments=arguments)
