@@ -18,14 +18,7 @@ from service.auth.permissions import OperationAuthorization
 from service.errors import ErrorCodes, mask_unexpected_errors
 from service.graph.context import FreshLoadersPerOperation
 from service.graph.mutation import Mutation
-from service.graph.nodes import (
-    AgentNode,
-    CallbackAttemptNode,
-    CallbackNode,
-    CampaignNode,
-    ContactNode,
-    JobNode,
-)
+from service.graph.nodes import NODE_TYPES
 from service.graph.query import EntityQuery
 from service.graph.query_limits import query_limits_extension
 from service.graph.subscription import Subscription
@@ -110,7 +103,7 @@ def create_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[CampaignNode, JobNode, AgentNode, ContactNode, CallbackNode, CallbackAttemptNode],
+        types=NODE_TYPES,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             ErrorCodes,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+NumberT = TypeVar("NumberT", int, float)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
 
@@ -193,10 +196,7 @@ def parse_time_zone(raw: str, variable: str) -> str:
 
 def parse_port(raw: str, variable: str) -> int:
     """Parse a TCP port number."""
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SettingsError(f"{variable} {raw!r} is not a port number") from None
+    port = _number(raw, variable, int, "a port number")
     if not 0 < port < 65536:
         raise SettingsError(f"{variable} {port} is out of range 1..65535")
     return port
@@ -204,10 +204,7 @@ def parse_port(raw: str, variable: str) -> int:
 
 def parse_positive_int(raw: str, variable: str) -> int:
     """Parse a whole number of at least 1."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{variable} {raw!r} is not a whole number") from None
+    value = _number(raw, variable, int, "a whole number")
     if value < 1:
         raise SettingsError(f"{variable} must be at least 1, got {value}")
     return value
@@ -234,13 +231,17 @@ def parse_redis_url(raw: str | None) -> str | None:
 
 def parse_seconds(raw: str, variable: str) -> float:
     """Parse a non-negative number of seconds."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{variable} {raw!r} is not a number of seconds") from None
+    value = _number(raw, variable, float, "a number of seconds")
     if not value >= 0:
         raise SettingsError(f"{variable} must not be negative, got {raw}")
     return value
+
+
+def _number(raw: str, variable: str, parse: Callable[[str], NumberT], what: str) -> NumberT:
+    try:
+        return parse(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} {raw!r} is not {what}") from None
 
 
 def describe_url(url: URL) -> str:

@@ -141,7 +141,6 @@ async def count_rows(
 async def nested_connection(
     loaders: Loaders,
     declaration: EntityQueryDeclaration,
-    entity: type[Any],
     parent_attribute: str,
     parent_key: Any,
     arguments: ConnectionArguments,
@@ -151,6 +150,7 @@ async def nested_connection(
 ) -> Connection[NodeT]:
     """A connection under each parent: one statement for all parents' pages (window function)
     and one for all their counts, whatever the number of parents."""
+    entity = declaration.model
     keys = sort_keys(declaration, arguments.order_by)
     request: PageRequest = page_request(keys=keys, max_page_size=max_page_size, **arguments.page)
     condition = filter_condition(declaration, arguments.filter)
@@ -271,21 +271,19 @@ def connection_field(
 def nested_connection_field(
     declaration: EntityQueryDeclaration,
     node: str,
-    entity: type[Any],
     parent_attribute: str,
     parent_key: Callable[[Any], object],
     to_node: Callable[[Any], Any],
     *,
     description: str,
 ) -> Any:
-    """A connection field on a node: the `entity` rows whose `parent_attribute` is the
-    node's `parent_key`, loaded for all parents of a request at once."""
+    """A connection field on a node: the declared entity's rows whose `parent_attribute` is
+    the node's `parent_key`, loaded for all parents of a request at once."""
 
     def resolve(parent: Any, info: Info, arguments: ConnectionArguments) -> Awaitable[Any]:
         return nested_connection(
             info.context.loaders,
             declaration,
-            entity,
             parent_attribute,
             parent_key(parent),
             arguments,

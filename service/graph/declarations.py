@@ -19,7 +19,6 @@ from service.graph.filtering import (
     EntityQueryDeclaration,
     FilterField,
     OrderDirection,
-    OrderField,
     RelationFilter,
     declare,
 )
@@ -38,29 +37,11 @@ for _enum_type, _description in (
 ASC = OrderDirection.ASC
 
 
-def campaign_declaration() -> EntityQueryDeclaration:
-    """Campaign."""
-    return CAMPAIGN
-
-
-def job_declaration() -> EntityQueryDeclaration:
-    """Job."""
-    return JOB
-
-
-def agent_declaration() -> EntityQueryDeclaration:
-    """Agent."""
-    return AGENT
-
-
-def contact_declaration() -> EntityQueryDeclaration:
-    """Contact."""
-    return CONTACT
-
-
 CAMPAIGN = declare(
     EntityQueryDeclaration(
         name="Campaign",
+        model=Campaign,
+        root_list_description="Campaigns, filtered and sorted; by name unless told otherwise.",
         fields={
             "name": FilterField(Campaign.name, str),
             "campaign_type": FilterField(Campaign.campaign_type, CampaignType),
@@ -69,13 +50,8 @@ CAMPAIGN = declare(
             "state": FilterField(Campaign.state, CampaignState),
             "end_time": FilterField(Campaign.ended_at, dt.datetime, nullable=True),
         },
-        order_fields={
-            "NAME": OrderField("name", Campaign.name, str),
-            "CAMPAIGN_TYPE": OrderField("campaign_type", Campaign.campaign_type, CampaignType),
-            "STRATEGY_NAME": OrderField("strategy_name", Campaign.strategy_name, str),
-            "STATE": OrderField("state", Campaign.state, CampaignState),
-        },
-        unique_key=OrderField("name", Campaign.name, str),
+        order_fields=("name", "campaign_type", "strategy_name", "state"),
+        unique_key="name",
         default_order=[("NAME", ASC)],
     )
 )
@@ -83,6 +59,8 @@ CAMPAIGN = declare(
 JOB = declare(
     EntityQueryDeclaration(
         name="Job",
+        model=Job,
+        root_list_description="Jobs, filtered and sorted; by job ID unless told otherwise.",
         fields={
             "job_id": FilterField(Job.job_id, int),
             "start_time": FilterField(Job.started_at, dt.datetime),
@@ -90,16 +68,10 @@ JOB = declare(
             "state": FilterField(Job.state, JobState),
         },
         relations={
-            "campaign": RelationFilter(
-                "Campaign", campaign_declaration, Job.campaign_id, Campaign.id
-            )
+            "campaign": RelationFilter("Campaign", lambda: CAMPAIGN, Job.campaign_id, Campaign.id)
         },
-        order_fields={
-            "JOB_ID": OrderField("job_id", Job.job_id, int),
-            "START_TIME": OrderField("started_at", Job.started_at, dt.datetime),
-            "STATE": OrderField("state", Job.state, JobState),
-        },
-        unique_key=OrderField("job_id", Job.job_id, int),
+        order_fields=("job_id", "start_time", "state"),
+        unique_key="job_id",
         default_order=[("JOB_ID", ASC)],
     )
 )
@@ -107,15 +79,14 @@ JOB = declare(
 AGENT = declare(
     EntityQueryDeclaration(
         name="Agent",
+        model=Agent,
+        root_list_description="Agents, filtered and sorted; by agent ID unless told otherwise.",
         fields={
             "agent_id": FilterField(Agent.agent_id, str),
             "name": FilterField(Agent.name, str),
         },
-        order_fields={
-            "AGENT_ID": OrderField("agent_id", Agent.agent_id, str),
-            "NAME": OrderField("name", Agent.name, str),
-        },
-        unique_key=OrderField("agent_id", Agent.agent_id, str),
+        order_fields=("agent_id", "name"),
+        unique_key="agent_id",
         default_order=[("AGENT_ID", ASC)],
     )
 )
@@ -123,6 +94,8 @@ AGENT = declare(
 CONTACT = declare(
     EntityQueryDeclaration(
         name="Contact",
+        model=Contact,
+        root_list_description="Contacts, filtered and sorted; by contact ID unless told otherwise.",
         fields={
             "contact_id": FilterField(Contact.contact_id, str),
             "first_name": FilterField(Contact.first_name, str),
@@ -132,13 +105,8 @@ CONTACT = declare(
             "time_zone": FilterField(Contact.time_zone, str),
             "excluded_time": FilterField(Contact.excluded_at, dt.datetime, nullable=True),
         },
-        order_fields={
-            "CONTACT_ID": OrderField("contact_id", Contact.contact_id, str),
-            "LAST_NAME": OrderField("last_name", Contact.last_name, str),
-            "FIRST_NAME": OrderField("first_name", Contact.first_name, str),
-            "TIME_ZONE": OrderField("time_zone", Contact.time_zone, str),
-        },
-        unique_key=OrderField("contact_id", Contact.contact_id, str),
+        order_fields=("contact_id", "last_name", "first_name", "time_zone"),
+        unique_key="contact_id",
         default_order=[("CONTACT_ID", ASC)],
     )
 )
@@ -146,6 +114,9 @@ CONTACT = declare(
 CALLBACK = declare(
     EntityQueryDeclaration(
         name="Callback",
+        model=Callback,
+        root_list_description="Callbacks, filtered and sorted; by creation time, then callback ID, "
+        "unless told otherwise.",
         fields={
             "callback_id": FilterField(Callback.callback_id, str),
             "callback_type": FilterField(Callback.callback_type, CallbackType),
@@ -171,51 +142,38 @@ CALLBACK = declare(
         },
         relations={
             "campaign": RelationFilter(
-                "Campaign", campaign_declaration, Callback.campaign_id, Campaign.id
+                "Campaign", lambda: CAMPAIGN, Callback.campaign_id, Campaign.id
             ),
-            "job": RelationFilter("Job", job_declaration, Callback.job_id, Job.job_id),
+            "job": RelationFilter("Job", lambda: JOB, Callback.job_id, Job.job_id),
             "creator_agent": RelationFilter(
-                "Agent", agent_declaration, Callback.creator_agent_id, Agent.agent_id
+                "Agent", lambda: AGENT, Callback.creator_agent_id, Agent.agent_id
             ),
             "serviced_by_agent": RelationFilter(
                 "Agent",
-                agent_declaration,
+                lambda: AGENT,
                 Callback.serviced_by_agent_id,
                 Agent.agent_id,
                 nullable=True,
             ),
             "contact": RelationFilter(
-                "Contact", contact_declaration, Callback.contact_id, Contact.contact_id
+                "Contact", lambda: CONTACT, Callback.contact_id, Contact.contact_id
             ),
         },
-        order_fields={
-            "CREATION_TIME": OrderField("created_at", Callback.created_at, dt.datetime),
-            "CALLBACK_ID": OrderField("callback_id", Callback.callback_id, str),
-            "SCHEDULED_START_TIME": OrderField(
-                "scheduled_start_at", Callback.scheduled_start_at, dt.datetime
-            ),
-            "SCHEDULED_END_TIME": OrderField(
-                "scheduled_end_at", Callback.scheduled_end_at, dt.datetime
-            ),
-            "CALLBACK_STATUS": OrderField("status", Callback.status, CallbackStatus),
-            "CALLBACK_TYPE": OrderField("callback_type", Callback.callback_type, CallbackType),
-            "CREATOR_AGENT_ID": OrderField("creator_agent_id", Callback.creator_agent_id, str),
-            "CONTACT_ID": OrderField("contact_id", Callback.contact_id, str),
-            "JOB_ID": OrderField("job_id", Callback.job_id, int),
-        },
-        unique_key=OrderField("callback_id", Callback.callback_id, str),
+        order_fields=(
+            "creation_time",
+            "callback_id",
+            "scheduled_start_time",
+            "scheduled_end_time",
+            "callback_status",
+            "callback_type",
+            "creator_agent_id",
+            "contact_id",
+            "job_id",
+        ),
+        unique_key="callback_id",
         default_order=[("CREATION_TIME", ASC)],
     )
 )
 
-# The generated inputs, by their GraphQL names.
-CampaignFilter = CAMPAIGN.filter_input
-CampaignOrder = CAMPAIGN.order_input
-JobFilter = JOB.filter_input
-JobOrder = JOB.order_input
-AgentFilter = AGENT.filter_input
-AgentOrder = AGENT.order_input
-ContactFilter = CONTACT.filter_input
-ContactOrder = CONTACT.order_input
-CallbackFilter = CALLBACK.filter_input
+# The report's rows take the callbacks' order input by its GraphQL name.
 CallbackOrder = CALLBACK.order_input

@@ -96,6 +96,11 @@ class FilterField:
     value_type: type
     nullable: bool = False
 
+    @property
+    def attribute(self) -> str:
+        """The ORM attribute the field reads, e.g. `created_at` for `creation_time`."""
+        return str(self.column.key)
+
 
 @dataclass(frozen=True, slots=True)
 class RelationFilter:
@@ -108,28 +113,30 @@ class RelationFilter:
     nullable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class OrderField:
-    """A sortable field: the ORM attribute, its column and its Python type."""
-
-    attribute: str
-    column: SqlColumn
-    value_type: type
-
-
 @dataclass(slots=True)
 class EntityQueryDeclaration:
-    """Everything filterable and sortable about one entity, declared once."""
+    """Everything filterable and sortable about one entity, declared once.
+
+    `fields` maps each GraphQL field (by its Python name) to the column it reads; the node
+    types take their values from it (`values`), so the map is written nowhere else.
+    `order_fields` names the fields lists sort by; `<Entity>OrderField` has each in capitals.
+    """
 
     name: str
+    model: type[Any]
     fields: dict[str, FilterField]
-    order_fields: dict[str, OrderField]
-    unique_key: OrderField
+    order_fields: Sequence[str]
+    unique_key: str
     default_order: Sequence[tuple[str, OrderDirection]]
+    root_list_description: str
     relations: dict[str, RelationFilter] = field(default_factory=dict)
     filter_input: type = field(init=False)
     order_field_enum: type[enum.Enum] = field(init=False)
     order_input: type = field(init=False)
+
+    def values(self, row: Any) -> dict[str, Any]:
+        """A row's value of every declared field, by field name."""
+        return {name: getattr(row, field.attribute) for name, field in self.fields.items()}
 
 
 def declare(declaration: EntityQueryDeclaration) -> EntityQueryDeclaration:
@@ -196,7 +203,7 @@ def _filter_input(declaration: EntityQueryDeclaration) -> type:
 
 
 def _order_field_enum(declaration: EntityQueryDeclaration) -> type[enum.Enum]:
-    members = {name: name for name in declaration.order_fields}
+    members = {name.upper(): name.upper() for name in declaration.order_fields}
     enum_type = enum.Enum(f"{declaration.name}OrderField", members)  # type: ignore[misc]
     _register(enum_type)
     return strawberry.enum(enum_type, description=f"Fields {declaration.name} lists sort by.")
@@ -232,16 +239,16 @@ def sort_keys(declaration: EntityQueryDeclaration, order_by: Sequence[Any] | Non
         if field_name in seen:
             raise BadUserInputError(f"orderBy names {field_name} twice")
         seen.add(field_name)
-        order_field = declaration.order_fields[field_name]
+        ordered = declaration.fields[field_name.lower()]
         keys.append(
             SortKey(
-                order_field.attribute,
-                order_field.column,
-                order_field.value_type,
+                ordered.attribute,
+                ordered.column,
+                ordered.value_type,
                 descending=direction == OrderDirection.DESC,
             )
         )
-    unique = declaration.unique_key
+    unique = declaration.fields[declaration.unique_key]
     if all(key.attribute != unique.attribute for key in keys):
         last_descending = keys[-1].descending if keys else False
         keys.append(SortKey(unique.attribute, unique.column, unique.value_type, last_descending))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -52,17 +51,13 @@ class Node:
     id: strawberry.ID = strawberry.field(description="Global ID (opaque).")
 
 
-def _callbacks_field(
-    parent_attribute: str, parent_key: Callable[[Any], object], *, description: str
-) -> Any:
-    """A node's connection of the callbacks pointing at it through `parent_attribute`."""
-
+def _callbacks_field(parent_attribute: str, key: str, description: str) -> Any:
+    """A node's connection of the callbacks whose `parent_attribute` is its row's `key`."""
     return nested_connection_field(
         declarations.CALLBACK,
         "CallbackNode",
-        Callback,
         parent_attribute,
-        parent_key,
+        lambda parent: getattr(parent.row, key),
         lambda row: CallbackNode.from_row(row[0]),
         description=description,
     )
@@ -90,30 +85,20 @@ class CampaignNode(Node):
         return cls(
             id=global_id("Campaign", row.name),
             row=row,
-            name=row.name,
             display_name=row.display_name,
-            campaign_type=row.campaign_type,
-            strategy_name=row.strategy_name,
-            max_attempts=row.max_attempts,
-            state=row.state,
-            end_time=row.ended_at,
+            **declarations.CAMPAIGN.values(row),
         )
 
     jobs = nested_connection_field(
         declarations.JOB,
         "JobNode",
-        Job,
         "campaign_id",
         lambda campaign: campaign.row.id,
         lambda row: JobNode.from_row(row[0]),
         description="The campaign's jobs.",
     )
 
-    callbacks = _callbacks_field(
-        "campaign_id",
-        lambda campaign: campaign.row.id,
-        description="Callbacks scheduled in the campaign.",
-    )
+    callbacks = _callbacks_field("campaign_id", "id", "Callbacks scheduled in the campaign.")
 
 
 @strawberry.type(name="Job", description="A running session of a campaign, by POM's job ID.")
@@ -126,14 +111,7 @@ class JobNode(Node):
 
     @classmethod
     def from_row(cls, row: Job) -> JobNode:
-        return cls(
-            id=global_id("Job", row.job_id),
-            row=row,
-            job_id=row.job_id,
-            start_time=row.started_at,
-            end_time=row.ended_at,
-            state=row.state,
-        )
+        return cls(id=global_id("Job", row.job_id), row=row, **declarations.JOB.values(row))
 
     @strawberry.field(description="The campaign the job runs.")
     async def campaign(self, info: Info) -> CampaignNode:
@@ -141,9 +119,7 @@ class JobNode(Node):
             await _required(info.context.loaders.campaign_by_id, self.row.campaign_id)
         )
 
-    callbacks = _callbacks_field(
-        "job_id", lambda job: job.row.job_id, description="Callbacks scheduled during the job."
-    )
+    callbacks = _callbacks_field("job_id", "job_id", "Callbacks scheduled during the job.")
 
 
 @strawberry.type(name="Agent", description="A contact-centre agent, by POM's agent ID.")
@@ -154,20 +130,16 @@ class AgentNode(Node):
 
     @classmethod
     def from_row(cls, row: Agent) -> AgentNode:
-        return cls(
-            id=global_id("Agent", row.agent_id), row=row, agent_id=row.agent_id, name=row.name
-        )
+        return cls(id=global_id("Agent", row.agent_id), row=row, **declarations.AGENT.values(row))
 
     created_callbacks = _callbacks_field(
         "creator_agent_id",
-        lambda agent: agent.row.agent_id,
-        description="Callbacks this agent scheduled (the report's Creator Agent).",
+        "agent_id",
+        "Callbacks this agent scheduled (the report's Creator Agent).",
     )
 
     serviced_callbacks = _callbacks_field(
-        "serviced_by_agent_id",
-        lambda agent: agent.row.agent_id,
-        description="Callbacks whose latest attempt this agent handled.",
+        "serviced_by_agent_id", "agent_id", "Callbacks whose latest attempt this agent handled."
     )
 
 
@@ -189,21 +161,13 @@ class ContactNode(Node):
         return cls(
             id=global_id("Contact", row.contact_id),
             row=row,
-            contact_id=row.contact_id,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            phone_number=row.phone_number,
             alternate_phone_number=row.alternate_phone_number,
-            email=row.email,
-            time_zone=row.time_zone,
             excluded=row.is_excluded,
-            excluded_time=row.excluded_at,
+            **declarations.CONTACT.values(row),
         )
 
     callbacks = _callbacks_field(
-        "contact_id",
-        lambda contact: contact.row.contact_id,
-        description="Callbacks scheduled for this contact.",
+        "contact_id", "contact_id", "Callbacks scheduled for this contact."
     )
 
 
@@ -272,21 +236,7 @@ class CallbackNode(Node):
         return cls(
             id=global_id("Callback", row.callback_id),
             row=row,
-            callback_id=row.callback_id,
-            callback_type=row.callback_type,
-            job_id=row.job_id,
-            creator_agent_id=row.creator_agent_id,
-            created_for_agent_id=row.created_for_agent_id,
-            contact_id=row.contact_id,
-            call_id=row.call_id,
-            creation_time=row.created_at,
-            scheduled_start_time=row.scheduled_start_at,
-            scheduled_end_time=row.scheduled_end_at,
-            callback_status=row.status,
-            serviced_by_agent_id=row.serviced_by_agent_id,
-            interaction_attempt_time=row.last_attempt_at,
-            custom_completion_code=row.custom_completion_code,
-            system_completion_code=row.system_completion_code,
+            **declarations.CALLBACK.values(row),
         )
 
     async def _campaign(self, info: Info) -> Campaign:
@@ -358,3 +308,7 @@ async def _required(loader: DataLoader[KeyT, RowT | None], key: KeyT) -> RowT:
     row = await loader.load(key)
     assert row is not None, f"foreign key guarantees a row for {key!r}"
     return row
+
+
+# Every node type, for the schema (types reached only through `node(id:)` must be named).
+NODE_TYPES = (CampaignNode, JobNode, AgentNode, ContactNode, CallbackNode, CallbackAttemptNode)

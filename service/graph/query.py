@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy import ColumnElement, select
 
-from service.db.models import Agent, Callback, Campaign, Contact, Job
+from service.db.models import Callback, Campaign
 from service.errors import BadUserInputError
 from service.graph import declarations
 from service.graph.connections import (
@@ -33,29 +33,25 @@ from service.graph.nodes import (
 NodeT = TypeVar("NodeT")
 
 
-def _root_connection_field(
-    declaration: EntityQueryDeclaration,
-    node: str,
-    entity: type[Any],
-    to_node: Callable[[Any], Any],
-    *,
-    description: str,
-) -> Any:
-    """A root connection field over every `entity` row the filter admits."""
+def _root_connection_field(declaration: EntityQueryDeclaration, node: type[Any]) -> Any:
+    """A root connection field over every row of the declared entity that the filter admits."""
+    from_row = node.from_row
 
     def resolve(_root: Any, info: Info, arguments: ConnectionArguments) -> Awaitable[Any]:
         return root_connection(
             info.context.scoped_session_maker,
             declaration,
-            select(entity),
+            select(declaration.model),
             filter_condition(declaration, arguments.filter),
             order_by=arguments.order_by,
             request_arguments=arguments.page,
             max_page_size=info.context.settings.max_page_size,
-            to_node=lambda row: to_node(row[0]),
+            to_node=lambda row: from_row(row[0]),
         )
 
-    return connection_field(declaration, node, resolve, description=description)
+    return connection_field(
+        declaration, node.__name__, resolve, description=declaration.root_list_description
+    )
 
 
 def _integer_key(key: str, id_value: str) -> int:
@@ -142,34 +138,10 @@ class EntityQuery:
         callback = await info.context.loaders.callback_by_id.load(callback_id)
         return CallbackNode.from_row(callback) if callback else None
 
-    campaigns = _root_connection_field(
-        declarations.CAMPAIGN,
-        "CampaignNode",
-        Campaign,
-        CampaignNode.from_row,
-        description="Campaigns, filtered and sorted; by name unless told otherwise.",
-    )
-    jobs = _root_connection_field(
-        declarations.JOB,
-        "JobNode",
-        Job,
-        JobNode.from_row,
-        description="Jobs, filtered and sorted; by job ID unless told otherwise.",
-    )
-    agents = _root_connection_field(
-        declarations.AGENT,
-        "AgentNode",
-        Agent,
-        AgentNode.from_row,
-        description="Agents, filtered and sorted; by agent ID unless told otherwise.",
-    )
-    contacts = _root_connection_field(
-        declarations.CONTACT,
-        "ContactNode",
-        Contact,
-        ContactNode.from_row,
-        description="Contacts, filtered and sorted; by contact ID unless told otherwise.",
-    )
+    campaigns = _root_connection_field(declarations.CAMPAIGN, CampaignNode)
+    jobs = _root_connection_field(declarations.JOB, JobNode)
+    agents = _root_connection_field(declarations.AGENT, AgentNode)
+    contacts = _root_connection_field(declarations.CONTACT, ContactNode)
     callbacks = connection_field(
         declarations.CALLBACK,
         "CallbackNode",
@@ -179,6 +151,5 @@ class EntityQuery:
             order_by=arguments.order_by,
             arguments=arguments.page,
         ),
-        description="Callbacks, filtered and sorted; by creation time, then callback ID, "
-        "unless told otherwise.",
+        description=declarations.CALLBACK.root_list_description,
     )
