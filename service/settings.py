@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 NumberT = TypeVar("NumberT", int, float)
+SettingT = TypeVar("SettingT")
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
 
@@ -42,144 +43,27 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot run with; the message says which and why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the service reads from its environment."""
-
-    database_url: URL
-    report_time_zone: str = "UTC"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # Largest `first`/`last` a connection accepts; more is an error, never a silent cut.
-    max_page_size: int = 500
-    # Longest "Between" period the report accepts, in days.
-    max_report_days: int = 366
-    # Status-change events travel through Redis when set.
-    redis_url: str | None = None
-    # How often `serve` expires due callbacks; 0 turns the sweeper off.
-    expiry_sweep_seconds: float = 30.0
-    # Changes a subscriber may have waiting before it is closed as too slow.
-    subscriber_backlog: int = 1000
-    # Largest request body /graphql reads; more is refused with 413.
-    max_body_bytes: int = 1_048_576
-    # Longest a single SQL statement may run on PostgreSQL before it is cancelled.
-    statement_timeout_ms: int = 10_000
-    # Whether clients may introspect the schema (GraphiQL needs it); off for production.
-    introspection: bool = True
-    # Serve direct clients without authentication while the database holds no API key;
-    # `serve` turns this on for loopback addresses (open development mode).
-    open_without_keys: bool = False
-    # The operator's override: serve without keys on any address, proxied requests included
-    # (for a proxy in front that authenticates).
-    allow_unauthenticated: bool = False
-    # How long a checked API key is trusted before it is looked up again (revocation delay).
-    api_key_cache_seconds: float = 10.0
-    # A WebSocket that sends no connection_init (its key) within this is closed (4408).
-    websocket_init_timeout_seconds: float = 10.0
-    max_query_depth: int = DEFAULT_QUERY_LIMITS.max_depth
-    max_query_aliases: int = DEFAULT_QUERY_LIMITS.max_aliases
-    max_query_complexity: int = DEFAULT_QUERY_LIMITS.max_complexity
-    max_query_tokens: int = DEFAULT_QUERY_LIMITS.max_tokens
-
-    @property
-    def query_limits(self) -> QueryLimits:
-        """The operation limits the schema enforces."""
-        return QueryLimits(
-            max_depth=self.max_query_depth,
-            max_aliases=self.max_query_aliases,
-            max_complexity=self.max_query_complexity,
-            max_tokens=self.max_query_tokens,
-            max_page_size=self.max_page_size,
-        )
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from environment variables, rejecting bad values with a clear message."""
-
-        def limit(variable: str, default: int) -> int:
-            return parse_positive_int(environ.get(variable) or str(default), variable)
-
-        return cls(
-            database_url=parse_database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
-            report_time_zone=parse_time_zone(
-                environ.get("POMREPORT_REPORT_TIMEZONE") or "UTC", "POMREPORT_REPORT_TIMEZONE"
-            ),
-            host=environ.get("POMREPORT_HOST") or "127.0.0.1",
-            port=parse_port(environ.get("POMREPORT_PORT") or "8000", "POMREPORT_PORT"),
-            max_page_size=parse_positive_int(
-                environ.get("POMREPORT_MAX_PAGE_SIZE") or "500", "POMREPORT_MAX_PAGE_SIZE"
-            ),
-            max_report_days=parse_positive_int(
-                environ.get("POMREPORT_MAX_REPORT_DAYS") or "366", "POMREPORT_MAX_REPORT_DAYS"
-            ),
-            redis_url=parse_redis_url(environ.get("REDIS_URL") or None),
-            expiry_sweep_seconds=parse_seconds(
-                environ.get("POMREPORT_EXPIRY_SWEEP_SECONDS") or "30",
-                "POMREPORT_EXPIRY_SWEEP_SECONDS",
-            ),
-            subscriber_backlog=parse_positive_int(
-                environ.get("POMREPORT_SUBSCRIBER_BACKLOG") or "1000",
-                "POMREPORT_SUBSCRIBER_BACKLOG",
-            ),
-            max_body_bytes=parse_positive_int(
-                environ.get("POMREPORT_MAX_BODY_BYTES") or "1048576", "POMREPORT_MAX_BODY_BYTES"
-            ),
-            statement_timeout_ms=parse_positive_int(
-                environ.get("POMREPORT_STATEMENT_TIMEOUT_MS") or "10000",
-                "POMREPORT_STATEMENT_TIMEOUT_MS",
-            ),
-            introspection=parse_flag(
-                environ.get("POMREPORT_INTROSPECTION") or "true", "POMREPORT_INTROSPECTION"
-            ),
-            allow_unauthenticated=parse_flag(
-                environ.get("POMREPORT_ALLOW_UNAUTHENTICATED") or "false",
-                "POMREPORT_ALLOW_UNAUTHENTICATED",
-            ),
-            api_key_cache_seconds=parse_seconds(
-                environ.get("POMREPORT_API_KEY_CACHE_SECONDS") or "10",
-                "POMREPORT_API_KEY_CACHE_SECONDS",
-            ),
-            websocket_init_timeout_seconds=parse_seconds(
-                environ.get("POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS") or "10",
-                "POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS",
-            ),
-            max_query_depth=limit("POMREPORT_MAX_QUERY_DEPTH", DEFAULT_QUERY_LIMITS.max_depth),
-            max_query_aliases=limit(
-                "POMREPORT_MAX_QUERY_ALIASES", DEFAULT_QUERY_LIMITS.max_aliases
-            ),
-            max_query_complexity=limit(
-                "POMREPORT_MAX_QUERY_COMPLEXITY", DEFAULT_QUERY_LIMITS.max_complexity
-            ),
-            max_query_tokens=limit("POMREPORT_MAX_QUERY_TOKENS", DEFAULT_QUERY_LIMITS.max_tokens),
-        )
-
-    @property
-    def is_sqlite(self) -> bool:
-        """Whether the store is the embedded SQLite database."""
-        return self.database_url.get_backend_name() == "sqlite"
-
-
-def parse_database_url(raw: str) -> URL:
+def parse_database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     """Parse an SQLAlchemy URL and map it to the async driver of its store."""
     try:
         url = make_url(raw)
     except ArgumentError:
         raise SettingsError(
-            f"DATABASE_URL {raw!r} is not a database URL; expected e.g. "
+            f"{variable} {raw!r} is not a database URL; expected e.g. "
             "sqlite+aiosqlite:///./pomreport.db or postgresql+asyncpg://user@host:5432/db"
         ) from None
     driver = _ASYNC_DRIVERS.get(url.drivername)
     if driver is None:
         raise SettingsError(
-            f"DATABASE_URL uses {url.drivername!r}, which pomreport does not support; "
+            f"{variable} uses {url.drivername!r}, which pomreport does not support; "
             "use sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     url = url.set(drivername=driver)
     if driver == "sqlite+aiosqlite" and url.database in (None, "", ":memory:"):
         # Every connection to an in-memory database sees a different, empty database.
-        raise SettingsError("DATABASE_URL must name an SQLite file, not an in-memory database")
+        raise SettingsError(f"{variable} must name an SQLite file, not an in-memory database")
     if driver == "postgresql+asyncpg" and not url.database:
-        raise SettingsError("DATABASE_URL must name a PostgreSQL database, e.g. .../pomreport")
+        raise SettingsError(f"{variable} must name a PostgreSQL database, e.g. .../pomreport")
     return url
 
 
@@ -220,12 +104,12 @@ def parse_flag(raw: str, variable: str) -> bool:
     raise SettingsError(f"{variable} {raw!r} is not true or false")
 
 
-def parse_redis_url(raw: str | None) -> str | None:
+def parse_redis_url(raw: str | None, variable: str = "REDIS_URL") -> str | None:
     """Check a Redis URL's scheme."""
     if raw is None:
         return None
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"REDIS_URL {raw!r} is not a redis:// or rediss:// URL")
+        raise SettingsError(f"{variable} {raw!r} is not a redis:// or rediss:// URL")
     return raw
 
 
@@ -242,6 +126,96 @@ def _number(raw: str, variable: str, parse: Callable[[str], NumberT], what: str)
         return parse(raw)
     except ValueError:
         raise SettingsError(f"{variable} {raw!r} is not {what}") from None
+
+
+def _read(variable: str, parse: Callable[[str, str], SettingT], default: SettingT) -> SettingT:
+    """A setting read from environment `variable` by `parse`; `default` when it is unset or
+    empty."""
+    return field(default=default, metadata={"variable": variable, "parse": parse})
+
+
+def _text(raw: str, _variable: str) -> str:
+    return raw
+
+
+_DEFAULT_URL = parse_database_url(DEFAULT_DATABASE_URL)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment; each setting names its variable."""
+
+    # A URL is immutable, so one default instance is safe to share.
+    database_url: URL = _read("DATABASE_URL", parse_database_url, _DEFAULT_URL)  # noqa: RUF009
+    report_time_zone: str = _read("POMREPORT_REPORT_TIMEZONE", parse_time_zone, "UTC")
+    host: str = _read("POMREPORT_HOST", _text, "127.0.0.1")
+    port: int = _read("POMREPORT_PORT", parse_port, 8000)
+    # Largest `first`/`last` a connection accepts; more is an error, never a silent cut.
+    max_page_size: int = _read("POMREPORT_MAX_PAGE_SIZE", parse_positive_int, 500)
+    # Longest "Between" period the report accepts, in days.
+    max_report_days: int = _read("POMREPORT_MAX_REPORT_DAYS", parse_positive_int, 366)
+    # Status-change events travel through Redis when set.
+    redis_url: str | None = _read("REDIS_URL", parse_redis_url, None)
+    # How often `serve` expires due callbacks; 0 turns the sweeper off.
+    expiry_sweep_seconds: float = _read("POMREPORT_EXPIRY_SWEEP_SECONDS", parse_seconds, 30.0)
+    # Changes a subscriber may have waiting before it is closed as too slow.
+    subscriber_backlog: int = _read("POMREPORT_SUBSCRIBER_BACKLOG", parse_positive_int, 1000)
+    # Largest request body /graphql reads; more is refused with 413.
+    max_body_bytes: int = _read("POMREPORT_MAX_BODY_BYTES", parse_positive_int, 1_048_576)
+    # Longest a single SQL statement may run on PostgreSQL before it is cancelled.
+    statement_timeout_ms: int = _read("POMREPORT_STATEMENT_TIMEOUT_MS", parse_positive_int, 10_000)
+    # Whether clients may introspect the schema (GraphiQL needs it); off for production.
+    introspection: bool = _read("POMREPORT_INTROSPECTION", parse_flag, True)
+    # Serve direct clients without authentication while the database holds no API key;
+    # `serve` turns this on for loopback addresses (open development mode). Not a variable.
+    open_without_keys: bool = False
+    # The operator's override: serve without keys on any address, proxied requests included
+    # (for a proxy in front that authenticates).
+    allow_unauthenticated: bool = _read("POMREPORT_ALLOW_UNAUTHENTICATED", parse_flag, False)
+    # How long a checked API key is trusted before it is looked up again (revocation delay).
+    api_key_cache_seconds: float = _read("POMREPORT_API_KEY_CACHE_SECONDS", parse_seconds, 10.0)
+    # A WebSocket that sends no connection_init (its key) within this is closed (4408).
+    websocket_init_timeout_seconds: float = _read(
+        "POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS", parse_seconds, 10.0
+    )
+    max_query_depth: int = _read(
+        "POMREPORT_MAX_QUERY_DEPTH", parse_positive_int, DEFAULT_QUERY_LIMITS.max_depth
+    )
+    max_query_aliases: int = _read(
+        "POMREPORT_MAX_QUERY_ALIASES", parse_positive_int, DEFAULT_QUERY_LIMITS.max_aliases
+    )
+    max_query_complexity: int = _read(
+        "POMREPORT_MAX_QUERY_COMPLEXITY", parse_positive_int, DEFAULT_QUERY_LIMITS.max_complexity
+    )
+    max_query_tokens: int = _read(
+        "POMREPORT_MAX_QUERY_TOKENS", parse_positive_int, DEFAULT_QUERY_LIMITS.max_tokens
+    )
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        """The operation limits the schema enforces."""
+        return QueryLimits(
+            max_depth=self.max_query_depth,
+            max_aliases=self.max_query_aliases,
+            max_complexity=self.max_query_complexity,
+            max_tokens=self.max_query_tokens,
+            max_page_size=self.max_page_size,
+        )
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables, rejecting bad values with a clear message."""
+        values = {
+            setting.name: setting.metadata["parse"](environ[variable], variable)
+            for setting in fields(cls)
+            if (variable := setting.metadata.get("variable")) and environ.get(variable)
+        }
+        return cls(**values)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is the embedded SQLite database."""
+        return self.database_url.get_backend_name() == "sqlite"
 
 
 def describe_url(url: URL) -> str:

@@ -190,7 +190,7 @@ async def nested_connection(
 
 def keys_signature(keys: Sequence[SortKey]) -> list[tuple[str, bool]]:
     """What identifies an order, for sharing loaders between parents."""
-    return [(key.attribute, key.descending) for key in keys]
+    return [(key.field.attribute, key.descending) for key in keys]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,61 +33,6 @@ class OrderDirection(enum.Enum):
     DESC = "DESC"
 
 
-@strawberry.input(description="Conditions on a text field; all given conditions must hold.")
-class StringFilter:
-    eq: str | None = None
-    ne: str | None = None
-    in_: list[str] | None = strawberry.field(name="in", default=None)
-    not_in: list[str] | None = None
-    lt: str | None = None
-    lte: str | None = None
-    gt: str | None = None
-    gte: str | None = None
-    contains: str | None = strawberry.field(default=None, description="Case-sensitive substring.")
-    starts_with: str | None = strawberry.field(default=None, description="Case-sensitive prefix.")
-    is_null: bool | None = None
-
-
-@strawberry.input(description="Conditions on a whole-number field; all given conditions must hold.")
-class IntFilter:
-    eq: int | None = None
-    ne: int | None = None
-    in_: list[int] | None = strawberry.field(name="in", default=None)
-    not_in: list[int] | None = None
-    lt: int | None = None
-    lte: int | None = None
-    gt: int | None = None
-    gte: int | None = None
-    is_null: bool | None = None
-
-
-@strawberry.input(description="Conditions on a time field; times without an offset are UTC.")
-class DateTimeFilter:
-    eq: dt.datetime | None = None
-    ne: dt.datetime | None = None
-    in_: list[dt.datetime] | None = strawberry.field(name="in", default=None)
-    not_in: list[dt.datetime] | None = None
-    lt: dt.datetime | None = None
-    lte: dt.datetime | None = None
-    gt: dt.datetime | None = None
-    gte: dt.datetime | None = None
-    is_null: bool | None = None
-
-
-@strawberry.input(description="Conditions on a true/false field.")
-class BooleanFilter:
-    eq: bool | None = None
-    is_null: bool | None = None
-
-
-_SCALAR_FILTERS: dict[type, type] = {
-    str: StringFilter,
-    int: IntFilter,
-    dt.datetime: DateTimeFilter,
-    bool: BooleanFilter,
-}
-
-
 @dataclass(frozen=True, slots=True)
 class FilterField:
     """A filterable field: its column and Python type (str, int, datetime, bool or an enum)."""
@@ -155,23 +100,76 @@ def _register(cls: type) -> type:
     return cls
 
 
+def _operator_filter(
+    name: str,
+    value_type: str,
+    description: str,
+    *,
+    compares: bool = True,
+    orders: bool = False,
+    matches_text: bool = False,
+) -> type:
+    """Generate the operator input of one value type, e.g. `IntFilter`; `value_type` is the
+    annotation of a value (a name this module knows)."""
+    one, many = f"{value_type} | None", f"list[{value_type}] | None"
+    fields: dict[str, tuple[str, Any]] = {"eq": (one, None)}
+    if compares:
+        fields["ne"] = (one, None)
+        fields["in_"] = (many, strawberry.field(name="in", default=None))
+        fields["not_in"] = (many, None)
+    if orders:
+        fields.update((operator, (one, None)) for operator in ("lt", "lte", "gt", "gte"))
+    if matches_text:
+        fields["contains"] = (
+            one,
+            strawberry.field(default=None, description="Case-sensitive substring."),
+        )
+        fields["starts_with"] = (
+            one,
+            strawberry.field(default=None, description="Case-sensitive prefix."),
+        )
+    fields["is_null"] = ("bool | None", None)
+    namespace: dict[str, Any] = {key: default for key, (_, default) in fields.items()}
+    namespace["__annotations__"] = {key: annotation for key, (annotation, _) in fields.items()}
+    return strawberry.input(_register(type(name, (), namespace)), description=description)
+
+
+_SCALAR_FILTERS: dict[type, type] = {
+    str: _operator_filter(
+        "StringFilter",
+        "str",
+        "Conditions on a text field; all given conditions must hold.",
+        orders=True,
+        matches_text=True,
+    ),
+    int: _operator_filter(
+        "IntFilter",
+        "int",
+        "Conditions on a whole-number field; all given conditions must hold.",
+        orders=True,
+    ),
+    dt.datetime: _operator_filter(
+        "DateTimeFilter",
+        "dt.datetime",
+        "Conditions on a time field; times without an offset are UTC.",
+        orders=True,
+    ),
+    bool: _operator_filter(
+        "BooleanFilter", "bool", "Conditions on a true/false field.", compares=False
+    ),
+}
+_ENUM_FILTERS: dict[type[enum.Enum], type] = {}
+
+
 def _enum_filter(enum_type: type[enum.Enum]) -> type:
-    name = f"{enum_type.__name__}Filter"
-    if name in globals():
-        return globals()[name]  # type: ignore[no-any-return]
-    annotations = {
-        "eq": f"{enum_type.__name__} | None",
-        "ne": f"{enum_type.__name__} | None",
-        "in_": f"list[{enum_type.__name__}] | None",
-        "not_in": f"list[{enum_type.__name__}] | None",
-        "is_null": "bool | None",
-    }
-    globals()[enum_type.__name__] = enum_type
-    namespace: dict[str, Any] = {"__annotations__": annotations}
-    namespace.update({key: None for key in annotations})
-    namespace["in_"] = strawberry.field(name="in", default=None)
-    cls = _register(type(name, (), namespace))
-    return strawberry.input(cls, description=f"Conditions on a {enum_type.__name__} field.")
+    if enum_type not in _ENUM_FILTERS:
+        globals()[enum_type.__name__] = enum_type  # named by the generated annotations
+        _ENUM_FILTERS[enum_type] = _operator_filter(
+            f"{enum_type.__name__}Filter",
+            enum_type.__name__,
+            f"Conditions on a {enum_type.__name__} field.",
+        )
+    return _ENUM_FILTERS[enum_type]
 
 
 def _filter_input(declaration: EntityQueryDeclaration) -> type:
@@ -240,18 +238,11 @@ def sort_keys(declaration: EntityQueryDeclaration, order_by: Sequence[Any] | Non
             raise BadUserInputError(f"orderBy names {field_name} twice")
         seen.add(field_name)
         ordered = declaration.fields[field_name.lower()]
-        keys.append(
-            SortKey(
-                ordered.attribute,
-                ordered.column,
-                ordered.value_type,
-                descending=direction == OrderDirection.DESC,
-            )
-        )
+        keys.append(SortKey(ordered, descending=direction == OrderDirection.DESC))
     unique = declaration.fields[declaration.unique_key]
-    if all(key.attribute != unique.attribute for key in keys):
+    if all(key.field.attribute != unique.attribute for key in keys):
         last_descending = keys[-1].descending if keys else False
-        keys.append(SortKey(unique.attribute, unique.column, unique.value_type, last_descending))
+        keys.append(SortKey(unique, last_descending))
     return keys
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
+
+KeyT = TypeVar("KeyT")
+RowT = TypeVar("RowT")
 
 BatchLoad = Callable[[list[Any]], Coroutine[Any, Any, list[Any]]]
 
@@ -50,6 +53,27 @@ def attempts_by_callback_id(
     return load
 
 
+class RowsByKey(Generic[KeyT, RowT]):
+    """A `Loaders` attribute: the loader of `model` rows by `key_attribute` (None for a key
+    without a row), made on first use and kept for the rest of the request."""
+
+    def __init__(self, model: type[RowT], key_attribute: str) -> None:
+        self._model = model
+        self._key_attribute = key_attribute
+        self._name = ""
+
+    def __set_name__(self, owner: type[Loaders], name: str) -> None:
+        self._name = name
+
+    def __get__(self, loaders: Loaders, owner: type[Loaders]) -> DataLoader[KeyT, RowT | None]:
+        loader: DataLoader[KeyT, RowT | None] = DataLoader(
+            rows_by_key(loaders.session_maker, self._model, self._key_attribute)
+        )
+        # Like cached_property: the instance's own attribute hides the descriptor from now on.
+        loaders.__dict__[self._name] = loader
+        return loader
+
+
 class Loaders:
     """The request's loaders: to-one lookups by key, attempts, and nested connection pages.
 
@@ -61,33 +85,13 @@ class Loaders:
         self.session_maker = session_maker
         self._by_arguments: dict[Hashable, DataLoader[Any, Any]] = {}
 
-    @cached_property
-    def campaign_by_id(self) -> DataLoader[int, Campaign | None]:
-        return DataLoader(rows_by_key(self.session_maker, Campaign, "id"))
-
-    @cached_property
-    def campaign_by_name(self) -> DataLoader[str, Campaign | None]:
-        return DataLoader(rows_by_key(self.session_maker, Campaign, "name"))
-
-    @cached_property
-    def job_by_id(self) -> DataLoader[int, Job | None]:
-        return DataLoader(rows_by_key(self.session_maker, Job, "job_id"))
-
-    @cached_property
-    def agent_by_id(self) -> DataLoader[str, Agent | None]:
-        return DataLoader(rows_by_key(self.session_maker, Agent, "agent_id"))
-
-    @cached_property
-    def contact_by_id(self) -> DataLoader[str, Contact | None]:
-        return DataLoader(rows_by_key(self.session_maker, Contact, "contact_id"))
-
-    @cached_property
-    def callback_by_id(self) -> DataLoader[str, Callback | None]:
-        return DataLoader(rows_by_key(self.session_maker, Callback, "callback_id"))
-
-    @cached_property
-    def attempt_by_id(self) -> DataLoader[int, CallbackAttempt | None]:
-        return DataLoader(rows_by_key(self.session_maker, CallbackAttempt, "id"))
+    campaign_by_id = RowsByKey[int, Campaign](Campaign, "id")
+    campaign_by_name = RowsByKey[str, Campaign](Campaign, "name")
+    job_by_id = RowsByKey[int, Job](Job, "job_id")
+    agent_by_id = RowsByKey[str, Agent](Agent, "agent_id")
+    contact_by_id = RowsByKey[str, Contact](Contact, "contact_id")
+    callback_by_id = RowsByKey[str, Callback](Callback, "callback_id")
+    attempt_by_id = RowsByKey[int, CallbackAttempt](CallbackAttempt, "id")
 
     @cached_property
     def attempts_by_callback_id(self) -> DataLoader[str, list[CallbackAttempt]]:

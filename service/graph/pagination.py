@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,13 +30,25 @@ DEFAULT_PAGE_SIZE = 100
 SqlColumn = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
+class OrderedField(Protocol):
+    """What an order needs of a field: its column, its Python type and the ORM attribute
+    that holds its value on a row."""
+
+    @property
+    def column(self) -> SqlColumn: ...
+
+    @property
+    def value_type(self) -> type: ...
+
+    @property
+    def attribute(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SortKey:
-    """One column of an order: how to read it from a row and compare it in SQL."""
+    """One field of an order, and its direction."""
 
-    attribute: str
-    column: SqlColumn
-    value_type: type
+    field: OrderedField
     descending: bool = False
 
 
@@ -84,7 +96,10 @@ def page_request(
 
 def order_clauses(keys: Sequence[SortKey], *, backward: bool) -> list[ColumnElement[Any]]:
     """ORDER BY terms; reversed when paging backward."""
-    return [key.column.desc() if key.descending != backward else key.column.asc() for key in keys]
+    return [
+        key.field.column.desc() if key.descending != backward else key.field.column.asc()
+        for key in keys
+    ]
 
 
 def after_cursor_condition(
@@ -96,11 +111,11 @@ def after_cursor_condition(
     """
     alternatives = []
     for position, key in enumerate(keys):
-        equal_prefix = [keys[i].column == values[i] for i in range(position)]
+        equal_prefix = [keys[i].field.column == values[i] for i in range(position)]
         beyond = (
-            key.column < values[position]
+            key.field.column < values[position]
             if key.descending != backward
-            else key.column > values[position]
+            else key.field.column > values[position]
         )
         alternatives.append(and_(*equal_prefix, beyond))
     return or_(*alternatives)
@@ -108,7 +123,7 @@ def after_cursor_condition(
 
 def encode_cursor(row: Any, keys: Sequence[SortKey]) -> str:
     """The opaque cursor of a row in this order."""
-    values = [_json_value(getattr(row, key.attribute)) for key in keys]
+    values = [_json_value(getattr(row, key.field.attribute)) for key in keys]
     payload = json.dumps([_fingerprint(keys), values], separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
@@ -126,14 +141,15 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey], argument: str) -> tuple[
         raise BadUserInputError(problem)
     try:
         return tuple(
-            _python_value(raw, key.value_type) for raw, key in zip(raw_values, keys, strict=True)
+            _python_value(raw, key.field.value_type)
+            for raw, key in zip(raw_values, keys, strict=True)
         )
     except (ValueError, TypeError, KeyError):
         raise BadUserInputError(problem) from None
 
 
 def _fingerprint(keys: Sequence[SortKey]) -> str:
-    order = ",".join(f"{key.attribute}:{'d' if key.descending else 'a'}" for key in keys)
+    order = ",".join(f"{key.field.attribute}:{'d' if key.descending else 'a'}" for key in keys)
     return hashlib.blake2s(order.encode(), digest_size=6).hexdigest()
 
 

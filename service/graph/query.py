@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
+from aiodataloader import DataLoader
 from sqlalchemy import ColumnElement, select
 
 from service.db.models import Callback, Campaign
@@ -19,6 +20,7 @@ from service.graph.connections import (
 )
 from service.graph.context import Info
 from service.graph.filtering import EntityQueryDeclaration, filter_condition
+from service.graph.loaders import Loaders
 from service.graph.nodes import (
     AgentNode,
     CallbackAttemptNode,
@@ -30,7 +32,9 @@ from service.graph.nodes import (
     parse_global_id,
 )
 
+KeyT = TypeVar("KeyT")
 NodeT = TypeVar("NodeT")
+RowT = TypeVar("RowT")
 
 
 def _root_connection_field(declaration: EntityQueryDeclaration, node: type[Any]) -> Any:
@@ -54,11 +58,26 @@ def _root_connection_field(declaration: EntityQueryDeclaration, node: type[Any])
     )
 
 
-def _integer_key(key: str, id_value: str) -> int:
-    try:
-        return int(key)
-    except ValueError:
-        raise BadUserInputError(f"id {id_value!r} is not an ID this API issued") from None
+# What a global ID's type name leads to: the loader by the ID's key, the key's Python type, and
+# the node made from the row.
+_BY_GLOBAL_ID: dict[
+    str, tuple[Callable[[Loaders], DataLoader[Any, Any]], type, Callable[[Any], Node]]
+] = {
+    "Campaign": (lambda loaders: loaders.campaign_by_name, str, CampaignNode.from_row),
+    "Job": (lambda loaders: loaders.job_by_id, int, JobNode.from_row),
+    "Agent": (lambda loaders: loaders.agent_by_id, str, AgentNode.from_row),
+    "Contact": (lambda loaders: loaders.contact_by_id, str, ContactNode.from_row),
+    "Callback": (lambda loaders: loaders.callback_by_id, str, CallbackNode.from_row),
+    "CallbackAttempt": (lambda loaders: loaders.attempt_by_id, int, CallbackAttemptNode.from_row),
+}
+
+
+async def _found(
+    loader: DataLoader[KeyT, RowT | None], key: KeyT, to_node: Callable[[RowT], NodeT]
+) -> NodeT | None:
+    """The node for a key, or None when no row (that the caller may see) has it."""
+    row = await loader.load(key)
+    return to_node(row) if row is not None else None
 
 
 async def callback_connection(
@@ -92,51 +111,34 @@ class EntityQuery:
     @strawberry.field(description="Any object by its global ID; null when it does not exist.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = parse_global_id(id)
-        loaders = info.context.loaders
-        if type_name == "Campaign":
-            campaign = await loaders.campaign_by_name.load(key)
-            return CampaignNode.from_row(campaign) if campaign else None
-        if type_name == "Job":
-            job = await loaders.job_by_id.load(_integer_key(key, id))
-            return JobNode.from_row(job) if job else None
-        if type_name == "Agent":
-            agent = await loaders.agent_by_id.load(key)
-            return AgentNode.from_row(agent) if agent else None
-        if type_name == "Contact":
-            contact = await loaders.contact_by_id.load(key)
-            return ContactNode.from_row(contact) if contact else None
-        if type_name == "Callback":
-            callback = await loaders.callback_by_id.load(key)
-            return CallbackNode.from_row(callback) if callback else None
-        if type_name == "CallbackAttempt":
-            attempt = await loaders.attempt_by_id.load(_integer_key(key, id))
-            return CallbackAttemptNode.from_row(attempt) if attempt else None
-        raise BadUserInputError(f"id {id!r} is not an ID this API issued")
+        if type_name not in _BY_GLOBAL_ID:
+            raise BadUserInputError(f"id {id!r} is not an ID this API issued")
+        loader, key_type, to_node = _BY_GLOBAL_ID[type_name]
+        try:
+            typed_key = key_type(key)
+        except ValueError:
+            raise BadUserInputError(f"id {id!r} is not an ID this API issued") from None
+        return await _found(loader(info.context.loaders), typed_key, to_node)
 
     @strawberry.field(description="A campaign by its unique name.")
     async def campaign(self, info: Info, name: str) -> CampaignNode | None:
-        campaign = await info.context.loaders.campaign_by_name.load(name)
-        return CampaignNode.from_row(campaign) if campaign else None
+        return await _found(info.context.loaders.campaign_by_name, name, CampaignNode.from_row)
 
     @strawberry.field(description="A job by its POM job ID.")
     async def job(self, info: Info, job_id: int) -> JobNode | None:
-        job = await info.context.loaders.job_by_id.load(job_id)
-        return JobNode.from_row(job) if job else None
+        return await _found(info.context.loaders.job_by_id, job_id, JobNode.from_row)
 
     @strawberry.field(description="An agent by agent ID.")
     async def agent(self, info: Info, agent_id: str) -> AgentNode | None:
-        agent = await info.context.loaders.agent_by_id.load(agent_id)
-        return AgentNode.from_row(agent) if agent else None
+        return await _found(info.context.loaders.agent_by_id, agent_id, AgentNode.from_row)
 
     @strawberry.field(description="A contact by contact ID.")
     async def contact(self, info: Info, contact_id: str) -> ContactNode | None:
-        contact = await info.context.loaders.contact_by_id.load(contact_id)
-        return ContactNode.from_row(contact) if contact else None
+        return await _found(info.context.loaders.contact_by_id, contact_id, ContactNode.from_row)
 
     @strawberry.field(description="A callback by callback ID.")
     async def callback(self, info: Info, callback_id: str) -> CallbackNode | None:
-        callback = await info.context.loaders.callback_by_id.load(callback_id)
-        return CallbackNode.from_row(callback) if callback else None
+        return await _found(info.context.loaders.callback_by_id, callback_id, CallbackNode.from_row)
 
     campaigns = _root_connection_field(declarations.CAMPAIGN, CampaignNode)
     jobs = _root_connection_field(declarations.JOB, JobNode)
