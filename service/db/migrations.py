@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -11,14 +12,31 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# The migrations live beside the package at the repository root (installed editable).
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+# Alembic's script directory (env.py, script.py.mako, versions/). It is migrations/ at the
+# repository root, installed as this package (pyproject.toml maps it): inside the wheel, or
+# the checkout's folder itself under an editable install.
+SCRIPTS_PACKAGE = "service.db.migration_scripts"
+
+
+def script_directory() -> Path:
+    """Where the installed package keeps Alembic's scripts."""
+    spec = importlib.util.find_spec(SCRIPTS_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        if (Path(location) / "env.py").is_file():
+            return Path(location)
+    # service imported from a checkout that is not installed with the mapping: on sys.path
+    # without an install, or under an editable install made before pyproject.toml mapped it.
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "migrations" / "env.py").is_file():
+        return checkout / "migrations"
+    raise RuntimeError(f"{SCRIPTS_PACKAGE} is not installed with its env.py (found {locations})")
 
 
 def alembic_config(database_url: URL) -> Config:
     """Build an Alembic configuration aimed at one database."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    config.set_main_option("script_location", str(script_directory()))
     config.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(slug)s_%%(rev)s")
     config.attributes["database_url"] = database_url
     return config

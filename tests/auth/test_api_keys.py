@@ -9,8 +9,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -209,12 +210,18 @@ class Served:
 
 
 @contextlib.contextmanager
-def _serving(database_url: str, *arguments: str) -> Iterator[Served]:
+def _serving(
+    database_url: str,
+    *arguments: str,
+    program: Sequence[str] = (sys.executable, "-m", "service.cli"),
+    environment: Mapping[str, str] = os.environ,
+    cwd: Path | None = None,
+) -> Iterator[Served]:
     port = _free_port()
-    environment = {**os.environ, "DATABASE_URL": database_url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *arguments],
-        env=environment,
+        [*program, "serve", "--port", str(port), *arguments],
+        env={**environment, "DATABASE_URL": database_url},
+        cwd=cwd,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
