@@ -31,12 +31,6 @@ POSTGRESQL_URL_VARIABLE = "POMREPORT_TEST_POSTGRESQL_URL"
 STORES = ["sqlite", "postgresql"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "packaging: builds the wheel and runs it from a new virtualenv (slow)"
-    )
-
-
 def _postgresql_server_url() -> URL:
     raw = os.environ.get(POSTGRESQL_URL_VARIABLE)
     if raw:

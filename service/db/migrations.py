@@ -25,12 +25,10 @@ def script_directory() -> Path:
     for location in locations:
         if (Path(location) / "env.py").is_file():
             return Path(location)
-    # service imported from a checkout that is not installed with the mapping: on sys.path
-    # without an install, or under an editable install made before pyproject.toml mapped it.
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "migrations" / "env.py").is_file():
-        return checkout / "migrations"
-    raise RuntimeError(f"{SCRIPTS_PACKAGE} is not installed with its env.py (found {locations})")
+    raise RuntimeError(
+        f"{SCRIPTS_PACKAGE} is not installed with its env.py (found {locations}); "
+        "install pomreport (make install) rather than running it from an uninstalled tree"
+    )
 
 
 def alembic_config(database_url: URL) -> Config:
