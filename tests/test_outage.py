@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.callbacks.test_lifecycle import _schedule, _setup
+from tests.callbacks.test_rules import _schedule, _setup
 from tests.conftest import PostgresqlDatabases
 from tests.graphql_client import GraphQLClient
 

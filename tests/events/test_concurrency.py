@@ -18,7 +18,7 @@ from service.db.models.callback import CallbackStatus
 from service.events.changes import StatusChange
 from service.events.hub import ChangeFilter, DeliveredChange
 from service.settings import Settings
-from tests.callbacks.test_lifecycle import T0, _iso
+from tests.callbacks.test_rules import T0, _iso
 
 SETUP = """mutation {
   upsertCampaign(input: {name: "Spring Renewals", campaignType: FINITE,

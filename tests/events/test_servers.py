@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.app import create_app
 from service.settings import Settings
-from tests.callbacks.test_lifecycle import SCHEDULE, T0, _iso
+from tests.callbacks.test_rules import SCHEDULE, T0, _iso
 from tests.conftest import PostgresqlDatabases
 
 SUBSCRIPTION = """subscription {

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.testclient import WebSocketTestSession
 
-from tests.callbacks.test_lifecycle import T0, _iso, _schedule, _setup
+from tests.callbacks.test_rules import T0, _iso, _schedule, _setup
 from tests.graphql_client import GraphQLClient
 
 SUBSCRIPTION = """
