@@ -1,4 +1,4 @@
-"""The service's one source of the current time."""
+"""The current time, for the callback rules, mutations and sweeps."""
 
 from __future__ import annotations
 

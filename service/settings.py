@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -128,10 +128,14 @@ def _number(raw: str, variable: str, parse: Callable[[str], NumberT], what: str)
         raise SettingsError(f"{variable} {raw!r} is not {what}") from None
 
 
+def _variable(variable: str, parse: Callable[[str, str], Any]) -> dict[str, Any]:
+    return {"variable": variable, "parse": parse}
+
+
 def _read(variable: str, parse: Callable[[str, str], SettingT], default: SettingT) -> SettingT:
     """A setting read from environment `variable` by `parse`; `default` when it is unset or
     empty."""
-    return field(default=default, metadata={"variable": variable, "parse": parse})
+    return field(default=default, metadata=_variable(variable, parse))
 
 
 def _text(raw: str, _variable: str) -> str:
@@ -145,8 +149,8 @@ _DEFAULT_URL = parse_database_url(DEFAULT_DATABASE_URL)
 class Settings:
     """Everything the service reads from its environment; each setting names its variable."""
 
-    # A URL is immutable, so one default instance is safe to share.
-    database_url: URL = _read("DATABASE_URL", parse_database_url, _DEFAULT_URL)  # noqa: RUF009
+    # Required here; only the environment falls back to ./pomreport.db.
+    database_url: URL = field(metadata=_variable("DATABASE_URL", parse_database_url))
     report_time_zone: str = _read("POMREPORT_REPORT_TIMEZONE", parse_time_zone, "UTC")
     host: str = _read("POMREPORT_HOST", _text, "127.0.0.1")
     port: int = _read("POMREPORT_PORT", parse_port, 8000)
@@ -210,6 +214,7 @@ class Settings:
             for setting in fields(cls)
             if (variable := setting.metadata.get("variable")) and environ.get(variable)
         }
+        values.setdefault("database_url", _DEFAULT_URL)
         return cls(**values)
 
     @property

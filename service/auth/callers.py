@@ -34,10 +34,10 @@ class Caller:
         """The rows the caller's sessions see; without a principal, none."""
         return self.principal.row_scope if self.principal is not None else NO_READS
 
-    def require(self) -> Principal:
+    def require(self, message: str = "the API key is no longer valid") -> Principal:
         """The principal; reading anything needs one."""
         if self.principal is None:
-            raise UnauthenticatedError("the API key is no longer valid")
+            raise UnauthenticatedError(message)
         return self.principal
 
     async def authenticate(self, credentials: str | None) -> bool:

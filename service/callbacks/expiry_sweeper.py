@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from service.callbacks import rules
-from service.callbacks.transactions import Transactions
+from service.callbacks.transactions import Outcome, Transactions
 from service.clock import utc_now
 
 logger = logging.getLogger(__name__)
@@ -15,11 +16,12 @@ logger = logging.getLogger(__name__)
 
 async def expire_due_callbacks_now(transactions: Transactions) -> int:
     """Expire what is due now; safe on many instances at once (each callback expires once)."""
-    now = utc_now()
-    outcome = await transactions.run(
-        functools.partial(rules.expire_due_callbacks, as_of=now, now=now)
-    )
-    return len(outcome.changes)
+
+    async def expire(session: AsyncSession) -> Outcome[None]:
+        now = utc_now()  # per attempt: a retried sweep expires what is due when it runs
+        return await rules.expire_due_callbacks(session, as_of=now, now=now)
+
+    return len((await transactions.run(expire)).changes)
 
 
 async def sweep_forever(transactions: Transactions, interval_seconds: float) -> None:

@@ -86,6 +86,11 @@ class EntityQueryDeclaration:
 
 def declare(declaration: EntityQueryDeclaration) -> EntityQueryDeclaration:
     """Generate the GraphQL filter and order inputs of an entity declaration."""
+    named = [*declaration.order_fields, declaration.unique_key]
+    named += [name.lower() for name, _direction in declaration.default_order]
+    unknown = sorted(set(named) - set(declaration.fields))
+    if unknown:  # a typo fails at import, not on a client's first request
+        raise ValueError(f"{declaration.name} orders by undeclared fields: {', '.join(unknown)}")
     declaration.filter_input = _filter_input(declaration)
     declaration.order_field_enum = _order_field_enum(declaration)
     declaration.order_input = _order_input(declaration)

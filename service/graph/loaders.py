@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable
 from functools import cached_property
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from aiodataloader import DataLoader
 from sqlalchemy import select
@@ -65,7 +65,17 @@ class RowsByKey(Generic[KeyT, RowT]):
     def __set_name__(self, owner: type[Loaders], name: str) -> None:
         self._name = name
 
-    def __get__(self, loaders: Loaders, owner: type[Loaders]) -> DataLoader[KeyT, RowT | None]:
+    @overload
+    def __get__(self, loaders: None, owner: type[Loaders]) -> RowsByKey[KeyT, RowT]: ...
+
+    @overload
+    def __get__(self, loaders: Loaders, owner: type[Loaders]) -> DataLoader[KeyT, RowT | None]: ...
+
+    def __get__(
+        self, loaders: Loaders | None, owner: type[Loaders]
+    ) -> RowsByKey[KeyT, RowT] | DataLoader[KeyT, RowT | None]:
+        if loaders is None:
+            return self  # looked up on the class (help, documentation tools)
         loader: DataLoader[KeyT, RowT | None] = DataLoader(
             rows_by_key(loaders.session_maker, self._model, self._key_attribute)
         )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.callbacks import reference_data, rules
 from service.callbacks.transactions import Outcome
@@ -108,10 +108,18 @@ class StatusChangeResult:
 
 
 async def _apply(
-    info: Info, operation: Callable[..., Awaitable[Outcome[ResultT]]], **arguments: Any
+    info: Info,
+    operation: Callable[..., Awaitable[Outcome[ResultT]]],
+    arguments: Callable[[dt.datetime], dict[str, Any]],
 ) -> Outcome[ResultT]:
-    """Run one operation of the callback rules or reference data in its own transaction."""
-    return await info.context.transactions.run(functools.partial(operation, **arguments))
+    """Run one operation of the callback rules or reference data in its own transaction, with
+    the `arguments` made for the current time: a transaction run again (after a deadlock)
+    works at the time it runs, as if it came then."""
+
+    async def attempt(session: AsyncSession) -> Outcome[ResultT]:
+        return await operation(session, **arguments(utc_now()))
+
+    return await info.context.transactions.run(attempt)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -130,17 +138,21 @@ class Mutation:
         outcome = await _apply(
             info,
             reference_data.upsert_campaign,
-            name=input.name,
-            campaign_type=input.campaign_type,
-            strategy_name=input.strategy,
-            max_attempts=input.max_attempts,
+            lambda _now: dict(
+                name=input.name,
+                campaign_type=input.campaign_type,
+                strategy_name=input.strategy,
+                max_attempts=input.max_attempts,
+            ),
         )
         return CampaignNode.from_row(outcome.result)
 
     @strawberry.mutation(description="Create an agent, or rename one.")
     async def upsert_agent(self, info: Info, input: AgentInput) -> AgentNode:
         outcome = await _apply(
-            info, reference_data.upsert_agent, agent_id=input.agent_id, name=input.name
+            info,
+            reference_data.upsert_agent,
+            lambda _now: dict(agent_id=input.agent_id, name=input.name),
         )
         return AgentNode.from_row(outcome.result)
 
@@ -149,13 +161,15 @@ class Mutation:
         outcome = await _apply(
             info,
             reference_data.upsert_contact,
-            contact_id=input.contact_id,
-            first_name=input.first_name,
-            last_name=input.last_name,
-            phone_number=input.phone,
-            alternate_phone_number=input.alternate_phone,
-            email=input.email,
-            time_zone=input.time_zone,
+            lambda _now: dict(
+                contact_id=input.contact_id,
+                first_name=input.first_name,
+                last_name=input.last_name,
+                phone_number=input.phone,
+                alternate_phone_number=input.alternate_phone,
+                email=input.email,
+                time_zone=input.time_zone,
+            ),
         )
         return ContactNode.from_row(outcome.result)
 
@@ -164,9 +178,11 @@ class Mutation:
         outcome = await _apply(
             info,
             reference_data.start_job,
-            job_id=input.job_id,
-            campaign_name=input.campaign_name,
-            started_at=_utc_or_now(input.start_time, utc_now()),
+            lambda now: dict(
+                job_id=input.job_id,
+                campaign_name=input.campaign_name,
+                started_at=_utc_or_now(input.start_time, now),
+            ),
         )
         return JobNode.from_row(outcome.result)
 
@@ -175,21 +191,22 @@ class Mutation:
         "call become OVERWRITTEN."
     )
     async def schedule_callback(self, info: Info, input: ScheduleCallbackInput) -> CallbackNode:
-        now = utc_now()
         outcome = await _apply(
             info,
             rules.schedule_callback,
-            callback_id=input.callback_id,
-            callback_type=input.callback_type,
-            job_id=input.job_id,
-            creator_agent_id=input.creator_agent_id,
-            created_for_agent_id=input.created_for_agent_id,
-            contact_id=input.contact_id,
-            call_id=input.call_id,
-            created_at=_utc_or_now(input.creation_time, now),
-            scheduled_start_at=_utc(input.scheduled_start_time),
-            scheduled_end_at=_utc(input.scheduled_end_time),
-            now=now,
+            lambda now: dict(
+                callback_id=input.callback_id,
+                callback_type=input.callback_type,
+                job_id=input.job_id,
+                creator_agent_id=input.creator_agent_id,
+                created_for_agent_id=input.created_for_agent_id,
+                contact_id=input.contact_id,
+                call_id=input.call_id,
+                created_at=_utc_or_now(input.creation_time, now),
+                scheduled_start_at=_utc(input.scheduled_start_time),
+                scheduled_end_at=_utc(input.scheduled_end_time),
+                now=now,
+            ),
         )
         return CallbackNode.from_row(outcome.result)
 
@@ -199,18 +216,19 @@ class Mutation:
     async def record_callback_attempt(
         self, info: Info, input: RecordCallbackAttemptInput
     ) -> CallbackNode:
-        now = utc_now()
         outcome = await _apply(
             info,
             rules.record_callback_attempt,
-            callback_id=input.callback_id,
-            attempted_at=_utc_or_now(input.attempt_time, now),
-            agent_id=input.agent_id,
-            custom_completion_code=input.custom_completion_code,
-            system_completion_code=input.system_completion_code,
-            dummy=input.dummy,
-            completed=input.completed,
-            now=now,
+            lambda now: dict(
+                callback_id=input.callback_id,
+                attempted_at=_utc_or_now(input.attempt_time, now),
+                agent_id=input.agent_id,
+                custom_completion_code=input.custom_completion_code,
+                system_completion_code=input.system_completion_code,
+                dummy=input.dummy,
+                completed=input.completed,
+                now=now,
+            ),
         )
         return CallbackNode.from_row(outcome.result)
 
@@ -218,14 +236,15 @@ class Mutation:
         description="Move an ACTIVE callback's schedule (records a CALLBACK_POSTPONED attempt)."
     )
     async def postpone_callback(self, info: Info, input: PostponeCallbackInput) -> CallbackNode:
-        now = utc_now()
         outcome = await _apply(
             info,
             rules.postpone_callback,
-            callback_id=input.callback_id,
-            scheduled_start_at=_utc(input.scheduled_start_time),
-            scheduled_end_at=_utc(input.scheduled_end_time),
-            now=now,
+            lambda now: dict(
+                callback_id=input.callback_id,
+                scheduled_start_at=_utc(input.scheduled_start_time),
+                scheduled_end_at=_utc(input.scheduled_end_time),
+                now=now,
+            ),
         )
         return CallbackNode.from_row(outcome.result)
 
@@ -236,9 +255,10 @@ class Mutation:
     async def expire_due_callbacks(
         self, info: Info, as_of: dt.datetime | None = None
     ) -> StatusChangeResult:
-        now = utc_now()
         outcome = await _apply(
-            info, rules.expire_due_callbacks, as_of=_utc_or_now(as_of, now), now=now
+            info,
+            rules.expire_due_callbacks,
+            lambda now: dict(as_of=_utc_or_now(as_of, now), now=now),
         )
         return StatusChangeResult.of(outcome)
 
@@ -250,7 +270,9 @@ class Mutation:
         self, info: Info, name: str, finished: bool = False
     ) -> StatusChangeResult:
         outcome = await _apply(
-            info, rules.terminate_campaign, name=name, finished=finished, now=utc_now()
+            info,
+            rules.terminate_campaign,
+            lambda now: dict(name=name, finished=finished, now=utc_now()),
         )
         return StatusChangeResult.of(outcome)
 
@@ -259,5 +281,7 @@ class Mutation:
         "a dummy attempt."
     )
     async def exclude_contact(self, info: Info, contact_id: str) -> StatusChangeResult:
-        outcome = await _apply(info, rules.exclude_contact, contact_id=contact_id, now=utc_now())
+        outcome = await _apply(
+            info, rules.exclude_contact, lambda now: dict(contact_id=contact_id, now=now)
+        )
         return StatusChangeResult.of(outcome)

@@ -47,7 +47,7 @@ class Subscription:
             creator_agent_id=wanted.creator_agent_id,
             contact_id=wanted.contact_id,
             statuses=frozenset(wanted.statuses) if wanted.statuses else None,
-            row_scope=info.context.caller.require().row_scope,
+            row_scope=info.context.caller.require("this operation needs an API key").row_scope,
         )
         async with info.context.events.hub.subscribe(change_filter) as subscriber:
             async for change in subscriber.changes():
