@@ -46,6 +46,14 @@ class RowScope:
             *(getattr(Callback, column) == self.agent_id for column in AGENT_VISIBILITY_COLUMNS)
         )
 
+    def attempt_condition(self) -> ColumnElement[bool]:
+        """The SQL condition on `callback_attempt` rows: attempts of admitted callbacks."""
+        if self.agent_id is None:
+            return true()
+        return CallbackAttempt.callback_id.in_(
+            select(Callback.callback_id).where(self.callback_condition())
+        )
+
     def admits(self, callback: Callback) -> bool:
         """The same rule in Python, for rows loaded once and shared (subscription fan-out)."""
         if self.agent_id is None:
@@ -85,12 +93,7 @@ def _restrict_to_scope(state: ORMExecuteState) -> None:
     scope: RowScope = state.session.info[_SESSION_INFO_KEY]
     if scope.refuses_reads:
         raise UnauthenticatedError("this operation needs an API key")
-    visible_callbacks = scope.callback_condition()
     state.statement = state.statement.options(
-        with_loader_criteria(Callback, visible_callbacks, include_aliases=True),
-        with_loader_criteria(
-            CallbackAttempt,
-            CallbackAttempt.callback_id.in_(select(Callback.callback_id).where(visible_callbacks)),
-            include_aliases=True,
-        ),
+        with_loader_criteria(Callback, scope.callback_condition(), include_aliases=True),
+        with_loader_criteria(CallbackAttempt, scope.attempt_condition(), include_aliases=True),
     )

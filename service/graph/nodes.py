@@ -20,6 +20,7 @@ from service.db.models.callback import (
     CallbackStatus,
     CallbackType,
     SystemCompletionCode,
+    created_for,
 )
 from service.db.models.campaign import CampaignState, CampaignType, campaign_display_name
 from service.db.models.job import JobState
@@ -264,8 +265,10 @@ class CallbackNode(Node):
     )
     async def created_for(self, info: Info) -> str:
         if self.row.callback_type in AGENT_CALLBACK_TYPES and self.row.created_for_agent_id:
-            return self.row.created_for_agent_id
-        return (await self._campaign(info)).name
+            return self.row.created_for_agent_id  # no campaign to load
+        return created_for(
+            self.row.callback_type, self.row.created_for_agent_id, (await self._campaign(info)).name
+        )
 
     @strawberry.field(description="The job the callback was scheduled in.")
     async def job(self, info: Info) -> JobNode:

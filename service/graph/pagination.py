@@ -123,8 +123,14 @@ def after_cursor_condition(
 
 def encode_cursor(row: Any, keys: Sequence[SortKey]) -> str:
     """The opaque cursor of a row in this order."""
-    values = [_json_value(getattr(row, key.field.attribute)) for key in keys]
-    payload = json.dumps([_fingerprint(keys), values], separators=(",", ":"))
+    return encode_cursor_values([getattr(row, key.field.attribute) for key in keys], keys)
+
+
+def encode_cursor_values(values: Sequence[Any], keys: Sequence[SortKey]) -> str:
+    """The opaque cursor of the row whose sort values (one per key) are `values`."""
+    payload = json.dumps(
+        [_fingerprint(keys), [_json_value(value) for value in values]], separators=(",", ":")
+    )
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
@@ -197,7 +203,7 @@ async def fetch_page(
         )
     statement = statement.order_by(*order_clauses(keys, backward=request.backward))
     rows = list((await session.execute(statement.limit(request.limit + 1))).all())
-    return _page(rows, request)
+    return page_of(rows, request)
 
 
 async def fetch_pages_by_parent(
@@ -229,10 +235,11 @@ async def fetch_pages_by_parent(
     grouped: dict[Any, list[Any]] = {key: [] for key in parent_keys}
     for row in (await session.execute(statement)).all():
         grouped[getattr(row[0], parent_attribute)].append(row)
-    return {key: _page(rows, request) for key, rows in grouped.items()}
+    return {key: page_of(rows, request) for key, rows in grouped.items()}
 
 
-def _page(rows: list[Any], request: PageRequest) -> Page:
+def page_of(rows: list[Any], request: PageRequest) -> Page:
+    """The page in `rows`: at most `request.limit + 1` rows in the order fetched."""
     more = len(rows) > request.limit
     rows = rows[: request.limit]
     if request.backward:

@@ -33,6 +33,16 @@ class CallbackType(enum.Enum):
 AGENT_CALLBACK_TYPES = frozenset({CallbackType.AGENT, CallbackType.STRICT_AGENT})
 
 
+def created_for(
+    callback_type: CallbackType, created_for_agent_id: str | None, campaign_name: str
+) -> str:
+    """The report's Created For: the agent for AGENT and STRICT_AGENT callbacks, else the
+    campaign."""
+    if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id:
+        return created_for_agent_id
+    return campaign_name
+
+
 class CallbackStatus(enum.Enum):
     """Where a callback stands (SPEC 2.3); ACTIVE is the only status that can still change."""
 

@@ -8,6 +8,7 @@ import datetime as dt
 import strawberry
 from sqlalchemy import and_
 
+from service.clock import utc_now
 from service.errors import BadUserInputError
 from service.graph.context import Info
 from service.reports.callbacks_scheduled_details.conditions import (
@@ -21,6 +22,7 @@ from service.reports.callbacks_scheduled_details.types import (
     TimePeriodInput,
 )
 from service.reports.time_periods import TimePeriodError, resolve_time_period
+from service.settings import Settings
 
 
 def callbacks_scheduled_details(
@@ -29,8 +31,17 @@ def callbacks_scheduled_details(
     filters: CallbacksScheduledDetailsFilters | None = None,
 ) -> CallbacksScheduledDetailsReport:
     """Resolve the report's header; its rows and total load only when selected."""
-    settings = info.context.settings
-    query_time = dt.datetime.now(dt.UTC)
+    return report_header(info.context.settings, time_period, filters)
+
+
+def report_header(
+    settings: Settings,
+    time_period: TimePeriodInput | None,
+    filters: CallbacksScheduledDetailsFilters | None,
+) -> CallbacksScheduledDetailsReport:
+    """The report's header, and the condition its rows and total share, for these arguments;
+    raises BadUserInputError for a period or filter the report cannot take."""
+    query_time = utc_now()
     period_input = time_period or TimePeriodInput()
     try:
         period = resolve_time_period(
