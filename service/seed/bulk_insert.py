@@ -165,7 +165,9 @@ async def _seed_postgresql(
                     f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
                 )
             progress(f"committing ({report.elapsed:.1f} s)")
-        await connection.execute("ANALYZE")
+        # VACUUM sets the visibility map, without which counts cannot use index-only scans
+        # (a 7-day report total: 160 ms of heap reads instead of 9 ms) until autovacuum runs.
+        await connection.execute("VACUUM (ANALYZE)")
         return report.summary()
     finally:
         await connection.close()
