@@ -97,8 +97,9 @@ def create_app(settings: Settings) -> Starlette:
                 await write_engine.dispose()
             await engine.dispose()
 
+    schema = create_schema(settings.query_limits, introspection=settings.introspection)
     graphql = PomreportGraphQL(
-        create_schema(settings.query_limits, introspection=settings.introspection),
+        schema,
         graphql_ide="graphiql" if settings.introspection else None,
         connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout_seconds),
     )
@@ -118,4 +119,5 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.compiled_queries = schema.compiled_queries
     return app

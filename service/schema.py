@@ -15,6 +15,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.types import ExecutionContext
 
 from service.auth.permissions import OperationAuthorization
+from service.compiled.execution import CompiledQueries, compiled_execution_extension
 from service.errors import ErrorCodes, mask_unexpected_errors
 from service.graph.context import FreshLoadersPerOperation
 from service.graph.mutation import Mutation
@@ -84,6 +85,9 @@ class Query(ReportQuery, EntityQuery):
 class PomreportSchema(strawberry.Schema):
     """The schema, masking unexpected errors before they reach a client."""
 
+    # The compiled path's plans and counts (set by create_schema).
+    compiled_queries: CompiledQueries
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -92,13 +96,14 @@ class PomreportSchema(strawberry.Schema):
 
 def create_schema(
     limits: QueryLimits | None = None, *, introspection: bool = True
-) -> strawberry.Schema:
+) -> PomreportSchema:
     """Build the schema; one per application, refusing operations over `limits`."""
     limits = limits or QueryLimits()
     no_introspection: list[Callable[[], SchemaExtension]] = (
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
-    return PomreportSchema(
+    compiled_queries = CompiledQueries()
+    schema = PomreportSchema(
         execution_context_class=SubscriptionEventExecutionContext,
         query=Query,
         mutation=Mutation,
@@ -111,7 +116,10 @@ def create_schema(
             OperationAuthorization,
             query_limits_extension(limits),
             *no_introspection,
-            # Last: after every check that may refuse the document.
+            # After every check that may refuse the document.
             remembered_validation_extension(),
+            compiled_execution_extension(compiled_queries),
         ],
     )
+    schema.compiled_queries = compiled_queries
+    return schema

@@ -170,6 +170,9 @@ class Settings:
     statement_timeout_ms: int = _read("POMREPORT_STATEMENT_TIMEOUT_MS", parse_positive_int, 10_000)
     # Whether clients may introspect the schema (GraphiQL needs it); off for production.
     introspection: bool = _read("POMREPORT_INTROSPECTION", parse_flag, True)
+    # Queries answered from compiled plans (service.compiled); off, every field runs through
+    # the general executor. Both give the same answers; the compiled path is the fast one.
+    compiled_execution: bool = _read("POMREPORT_COMPILED_EXECUTION", parse_flag, True)
     # Serve direct clients without authentication while the database holds no API key;
     # `serve` turns this on for loopback addresses (open development mode). Not a variable.
     open_without_keys: bool = False

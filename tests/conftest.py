@@ -23,9 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.db.engines import create_engine, create_session_maker
 from service.db.migrations import upgrade_to_head
 from service.settings import parse_database_url
-from tests.graphql_client import empty_graphql, graphql, seeded_database_url
+from tests.graphql_client import (
+    both_paths_graphql,
+    empty_graphql,
+    graphql,
+    seeded_database_url,
+)
 
-__all__ = ["empty_graphql", "graphql", "seeded_database_url"]
+__all__ = ["both_paths_graphql", "empty_graphql", "graphql", "seeded_database_url"]
 
 POSTGRESQL_URL_VARIABLE = "POMREPORT_TEST_POSTGRESQL_URL"
 STORES = ["sqlite", "postgresql"]

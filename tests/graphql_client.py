@@ -5,6 +5,7 @@ The fixtures are registered in tests/conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,13 +33,19 @@ class GraphQLClient:
     """Posts GraphQL requests to the app and counts the statements each one runs."""
 
     client: TestClient
+    # Whether queries take the compiled path (service.compiled).
+    compiled: bool = True
     statements: list[str] = field(default_factory=list)
+    # Connections taken from the pool and transactions begun, per request.
+    checkouts: int = 0
+    transactions: int = 0
     # Sent with every request, e.g. an Authorization header.
     headers: dict[str, str] = field(default_factory=dict)
 
     def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx2.Response:
         """Run a request; return the HTTP response."""
         self.statements.clear()
+        self.checkouts = self.transactions = 0
         return self.client.post(
             "/graphql", json={"query": query, "variables": variables}, headers=self.headers
         )
@@ -65,15 +72,29 @@ def seeded_database_url(database_url: URL) -> URL:
 @pytest.fixture
 def graphql(seeded_database_url: URL) -> Iterator[GraphQLClient]:
     """The API over seeded demo data."""
+    yield from serve_graphql(_seeded_settings(seeded_database_url))
+
+
+@pytest.fixture(params=["compiled", "general"])
+def both_paths_graphql(
+    seeded_database_url: URL, request: pytest.FixtureRequest
+) -> Iterator[GraphQLClient]:
+    """The API over seeded demo data, once with the compiled path and once without (the
+    client's `compiled` says which)."""
+    settings = _seeded_settings(seeded_database_url)
     yield from serve_graphql(
-        Settings(
-            database_url=seeded_database_url,
-            max_page_size=500,
-            expiry_sweep_seconds=0,
-            open_without_keys=True,
-            # Open mode is settled at start; no re-check may add a statement to a count.
-            api_key_cache_seconds=3600,
-        )
+        dataclasses.replace(settings, compiled_execution=request.param == "compiled")
+    )
+
+
+def _seeded_settings(database_url: URL) -> Settings:
+    return Settings(
+        database_url=database_url,
+        max_page_size=500,
+        expiry_sweep_seconds=0,
+        open_without_keys=True,
+        # Open mode is settled at start; no re-check may add a statement to a count.
+        api_key_cache_seconds=3600,
     )
 
 
@@ -93,12 +114,21 @@ def empty_graphql(database_url: URL) -> Iterator[GraphQLClient]:
 def serve_graphql(settings: Settings) -> Iterator[GraphQLClient]:
     """Run the app in-process for one test, counting statements."""
     with TestClient(create_app(settings)) as client:
-        api = GraphQLClient(client)
+        api = GraphQLClient(client, compiled=settings.compiled_execution)
 
         def count(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             api.statements.append(statement)
 
-        event.listen(client.app.state.engine.sync_engine, "before_cursor_execute", count)  # type: ignore[attr-defined]
+        def checkout(*_args: Any) -> None:
+            api.checkouts += 1
+
+        def begin(*_args: Any) -> None:
+            api.transactions += 1
+
+        engine = client.app.state.engine.sync_engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", count)
+        event.listen(engine, "begin", begin)
+        event.listen(engine.pool, "checkout", checkout)
         yield api
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from typing import Any, cast
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -98,6 +99,11 @@ class PomreportGraphQL(GraphQL[Context, None]):
             return html
         example = EXAMPLE_REPORT_QUERY.replace("\\", "\\\\").replace("`", "\\`")
         return f"{html[:start]}const EXAMPLE_QUERY = `{example}{html[end:]}"
+
+    def encode_json(self, data: object) -> str:
+        """JSON by orjson, several times faster than the standard library's on big pages; text,
+        since WebSocket messages must be text frames."""
+        return orjson.dumps(data).decode()
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.app.state

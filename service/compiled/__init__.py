@@ -1,0 +1,1 @@
+"""The compiled execution path: queries planned once and answered from rows directly."""

@@ -1,0 +1,234 @@
+"""The compiled execution path: queries answered from plans instead of field by field.
+
+Each validated query is compiled once (per document, operation name and the values of the
+variables its `@include`/`@skip` read) into a plan of root plans, kept in a bounded cache.
+Running a plan opens one connection, runs the statements the selection needs (at most one
+per list level, plus counts) and builds the response from the rows directly.
+
+The path answers only what it answers completely. An operation it does not cover
+(introspection, mutations, subscriptions, an unknown shape) and any request that raises
+while it runs (a bad cursor, a page too large, a missing ID's error, a database error) go
+to the general path, which runs them from the start; so every error, with its path and code,
+is the general path's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    Visitor,
+    get_operation_ast,
+    visit,
+)
+from graphql.execution.collect_fields import FragmentDetails, collect_fields
+from graphql.execution.values import VariableValues, get_variable_values
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from service.compiled.roots import RootPlan, root_plan
+from service.compiled.rows import Compilation, NotCompilableError, Run
+from service.graph.context import Context
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationPlan:
+    """Every root field's plan, by response key, and how many child slots a run needs."""
+
+    roots: tuple[tuple[str, RootPlan], ...]
+    slots: int
+
+    async def run(self, run: Run) -> dict[str, Any]:
+        return {key: await plan.resolve(run) for key, plan in self.roots}
+
+
+class _DirectiveVariables(Visitor):
+    """The variables `@include`/`@skip` read: a plan holds for one set of their values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+        for argument in node.arguments or ():
+            if isinstance(argument.value, VariableNode):
+                self.names.append(argument.value.name.value)
+
+
+@dataclass(slots=True)
+class CompiledDocument:
+    """A document's operation, its fragments, and its plans by directive variable values."""
+
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDetails]
+    directive_variables: tuple[str, ...]
+    plans: dict[tuple[Any, ...], OperationPlan | None]
+
+
+class CompiledQueries:
+    """The plan cache and the runner; one per schema."""
+
+    def __init__(self, max_documents: int = 512) -> None:
+        self.max_documents = max_documents
+        # Queries answered here, and those left to the general path (uncovered or raised).
+        self.answered = 0
+        self.left = 0
+        self._documents: OrderedDict[tuple[str, str | None], CompiledDocument | None] = (
+            OrderedDict()
+        )
+
+    async def execute(self, execution_context: ExecutionContext) -> dict[str, Any] | None:
+        """The response data for the request, or None to leave it to the general path."""
+        data = await self._execute(execution_context)
+        if data is None:
+            self.left += 1
+        else:
+            self.answered += 1
+        return data
+
+    async def _execute(self, execution_context: ExecutionContext) -> dict[str, Any] | None:
+        context = execution_context.context
+        document = execution_context.graphql_document
+        query = execution_context.query
+        if not isinstance(context, Context) or document is None or query is None:
+            return None
+        compiled = self._document(query, execution_context.operation_name, document)
+        if compiled is None:
+            return None
+        graphql_schema = execution_context.schema._schema
+        variable_values = get_variable_values(
+            graphql_schema,
+            compiled.operation.variable_definitions or (),
+            execution_context.variables or {},
+        )
+        if not isinstance(variable_values, VariableValues):
+            return None  # the general path reports the variables' errors
+        plan = self._plan(compiled, execution_context, variable_values)
+        if plan is None:
+            return None
+        engine = context.unscoped_session_maker.kw["bind"]
+        try:
+            run = Run(
+                engine.connect,
+                context.caller.row_scope,
+                variable_values,
+                context.settings,
+                plan.slots,
+            )
+            try:
+                return await plan.run(run)
+            finally:
+                await run.close()
+        except Exception as error:
+            logger.debug("compiled path left a request to the general path: %r", error)
+            return None
+
+    def _document(
+        self, query: str, operation_name: str | None, document: DocumentNode
+    ) -> CompiledDocument | None:
+        key = (query, operation_name)
+        if key in self._documents:
+            self._documents.move_to_end(key)
+            return self._documents[key]
+        compiled = _compile_document(document, operation_name)
+        self._documents[key] = compiled
+        if len(self._documents) > self.max_documents:
+            self._documents.popitem(last=False)
+        return compiled
+
+    def _plan(
+        self,
+        compiled: CompiledDocument,
+        execution_context: ExecutionContext,
+        variable_values: VariableValues,
+    ) -> OperationPlan | None:
+        key = tuple(variable_values.coerced.get(name) for name in compiled.directive_variables)
+        if key not in compiled.plans:
+            try:
+                compiled.plans[key] = _plan_operation(compiled, execution_context, variable_values)
+            except NotCompilableError as reason:
+                logger.debug("general path for %s: %s", execution_context.operation_name, reason)
+                compiled.plans[key] = None
+            except Exception:  # a shape the planner mishandles must not cost the answer
+                logger.exception("compiling %s failed", execution_context.operation_name)
+                compiled.plans[key] = None
+        return compiled.plans[key]
+
+
+def _compile_document(
+    document: DocumentNode, operation_name: str | None
+) -> CompiledDocument | None:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None
+    fragments: dict[str, FragmentDetails] = {}
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            if definition.variable_definitions:
+                return None  # fragment variables (experimental) stay general
+            fragments[definition.name.value] = FragmentDetails(definition)
+    directives = _DirectiveVariables()
+    visit(document, directives)
+    return CompiledDocument(operation, fragments, tuple(dict.fromkeys(directives.names)), {})
+
+
+def _plan_operation(
+    compiled: CompiledDocument,
+    execution_context: ExecutionContext,
+    variable_values: VariableValues,
+) -> OperationPlan:
+    strawberry_schema = execution_context.schema
+    graphql_schema = strawberry_schema._schema
+    query_type = graphql_schema.query_type
+    assert query_type is not None
+    compilation = Compilation(
+        graphql_schema,
+        strawberry_schema,
+        compiled.fragments,
+        variable_values,
+        compiled.operation,
+    )
+    collected = collect_fields(
+        graphql_schema, compiled.fragments, variable_values, query_type, compiled.operation
+    )
+    if collected.new_defer_usages:
+        raise NotCompilableError("@defer")
+    roots = tuple(
+        (key, root_plan(compilation, query_type, details))
+        for key, details in collected.grouped_field_set.items()
+    )
+    return OperationPlan(roots, compilation.slots)
+
+
+def compiled_execution_extension(compiled: CompiledQueries) -> type[SchemaExtension]:
+    """The extension that answers queries from plans when it can; the general path (the
+    executor Strawberry runs when no extension set a result) answers the rest."""
+
+    class CompiledExecution(SchemaExtension):
+        async def on_execute(self) -> AsyncIterator[None]:
+            execution_context = self.execution_context
+            context = execution_context.context
+            if (
+                execution_context.result is None
+                and isinstance(context, Context)
+                and context.settings.compiled_execution
+            ):
+                data = await compiled.execute(execution_context)
+                if data is not None:
+                    execution_context.result = ExecutionResult(data=data)
+            yield
+
+    return CompiledExecution

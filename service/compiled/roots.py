@@ -1,0 +1,226 @@
+"""Plans for the root fields of a query: the report, the root connections, lookups by key
+and `node(id:)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLField, GraphQLObjectType
+from graphql.execution.collect_fields import FieldDetails
+from sqlalchemy import ColumnElement, and_
+
+from service.compiled.entities import ENTITY_TYPES, EntityType
+from service.compiled.rows import (
+    Compilation,
+    ConnectionBuilder,
+    NotCompilableError,
+    RowShape,
+    Run,
+    connection_request,
+    count_visible,
+    entity_builder,
+    fetch_children,
+    object_type_of,
+    plain_builder,
+    root_connection_statement,
+    strawberry_python_name,
+)
+from service.errors import BadUserInputError
+from service.graph import declarations
+from service.graph.filtering import EntityQueryDeclaration
+from service.graph.nodes import parse_global_id
+from service.graph.pagination import page_of
+from service.reports.callbacks_scheduled_details.query import report_header
+
+
+class RootPlan:
+    """One root field of the operation."""
+
+    async def resolve(self, run: Run) -> Any:
+        raise NotImplementedError
+
+
+class TypeNamePlan(RootPlan):
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    async def resolve(self, run: Run) -> Any:
+        return self.type_name
+
+
+class RootConnectionPlan(RootPlan):
+    """A top-level connection: one statement for the page (with every to-one relation the
+    selection reaches joined), one per level below it, and one for the count if selected."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        declaration: EntityQueryDeclaration,
+        field: GraphQLField,
+        details: list[FieldDetails],
+    ) -> None:
+        self.declaration = declaration
+        self.arguments = compilation.arguments(field, details)
+        self.shape = RowShape(ENTITY_TYPES[declaration.name])
+        self.connection = ConnectionBuilder(
+            compilation, object_type_of(field.type), details, self.shape.root
+        )
+
+    async def resolve(self, run: Run, condition: ColumnElement[bool] | None = None) -> Any:
+        request = connection_request(
+            self.declaration, self.arguments.values(run), run.settings.max_page_size
+        )
+        if condition is not None:
+            request = type(request)(request.keys, request.page, and_(request.condition, condition))
+        page = count = None
+        if self.connection.needs_page:
+            rows = await run.rows(
+                root_connection_statement(self.shape, self.declaration, request, run)
+            )
+            page = page_of(list(rows), request.page)
+            await fetch_children(self.shape, run, page.rows)
+        if self.connection.needs_count:
+            count = await count_visible(run, self.declaration, request.condition)
+        return self.connection.build(page, count, request.keys, run.results)
+
+
+class ReportPlan(RootPlan):
+    """`callbacksScheduledDetails`: the header from the arguments, the rows and the total from
+    the condition they share."""
+
+    def __init__(
+        self, compilation: Compilation, field: GraphQLField, details: list[FieldDetails]
+    ) -> None:
+        self.arguments = compilation.arguments(field, details)
+        report_type = object_type_of(field.type)
+        self.fields: list[tuple[str, str, Any]] = []
+        for key, field_details in compilation.subfields(report_type, details).items():
+            name = field_details[0].node.name.value
+            if name == "__typename":
+                self.fields.append((key, name, report_type.name))
+            elif name == "rows":
+                rows = RootConnectionPlan(
+                    compilation, declarations.CALLBACK, report_type.fields[name], field_details
+                )
+                self.fields.append((key, name, rows))
+            elif name == "totalRecords":
+                self.fields.append((key, name, None))
+            else:
+                report_field = report_type.fields[name]
+                python_name = strawberry_python_name(report_field)
+                header = plain_builder(compilation, report_field.type, field_details)
+                self.fields.append((key, python_name, header))
+
+    async def resolve(self, run: Run) -> Any:
+        arguments = self.arguments.values(run)
+        header = report_header(run.settings, arguments.get("time_period"), arguments.get("filters"))
+        report: dict[str, Any] = {}
+        for key, name, detail in self.fields:
+            if name == "__typename":
+                report[key] = detail
+            elif name == "rows":
+                report[key] = await detail.resolve(run, header.condition)
+            elif name == "totalRecords":
+                report[key] = await count_visible(run, declarations.CALLBACK, header.condition)
+            else:
+                report[key] = detail(getattr(header, name))
+        return report
+
+
+class EntityLookup:
+    """One entity by its key: one statement, with its relations joined, and one per level of
+    what it has many of."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        entity: EntityType,
+        object_type: GraphQLObjectType,
+        details: list[FieldDetails],
+    ) -> None:
+        self.entity = entity
+        self.shape = RowShape(entity)
+        self.build = entity_builder(compilation, object_type, details, self.shape.root)
+
+    async def load(self, run: Run, key: Any) -> Any:
+        model = self.entity.model
+        rows = await run.rows(
+            self.shape.select_from(model.__table__).where(
+                getattr(model, self.entity.key) == key, run.visible(model)
+            )
+        )
+        if not rows:
+            return None
+        await fetch_children(self.shape, run, rows)
+        return self.build(rows[0], run.results)
+
+
+class LookupPlan(RootPlan):
+    """`campaign(name:)`, `callback(callbackId:)` and the like: null when nothing (that the
+    caller may see) has the key."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        entity: EntityType,
+        field: GraphQLField,
+        details: list[FieldDetails],
+    ) -> None:
+        self.arguments = compilation.arguments(field, details)
+        self.lookup = EntityLookup(compilation, entity, object_type_of(field.type), details)
+
+    async def resolve(self, run: Run) -> Any:
+        (key,) = self.arguments.values(run).values()
+        return await self.lookup.load(run, key)
+
+
+class NodePlan(RootPlan):
+    """`node(id:)`: a lookup planned for every type the ID may name."""
+
+    def __init__(
+        self, compilation: Compilation, field: GraphQLField, details: list[FieldDetails]
+    ) -> None:
+        self.arguments = compilation.arguments(field, details)
+        self.lookups = {
+            name: EntityLookup(compilation, entity, object_type, details)
+            for name, entity in ENTITY_TYPES.items()
+            if isinstance(object_type := compilation.schema.get_type(name), GraphQLObjectType)
+        }
+
+    async def resolve(self, run: Run) -> Any:
+        value = str(self.arguments.values(run)["id"])
+        type_name, key = parse_global_id(value)
+        lookup = self.lookups.get(type_name)
+        if lookup is None:
+            raise BadUserInputError(f"id {value!r} is not an ID this API issued")
+        try:
+            typed_key = lookup.entity.key_type(key)
+        except ValueError:
+            raise BadUserInputError(f"id {value!r} is not an ID this API issued") from None
+        return await lookup.load(run, typed_key)
+
+
+def root_plan(
+    compilation: Compilation, query_type: GraphQLObjectType, details: list[FieldDetails]
+) -> RootPlan:
+    """The plan for one root field, or NotCompilableError for one the path does not cover
+    (introspection among them)."""
+    name = details[0].node.name.value
+    if name == "__typename":
+        return TypeNamePlan(query_type.name)
+    field = query_type.fields.get(name)
+    if field is None:
+        raise NotCompilableError(f"root field {name}")
+    python_name = strawberry_python_name(field)
+    if python_name == "callbacks_scheduled_details":
+        return ReportPlan(compilation, field, details)
+    if python_name == "node":
+        return NodePlan(compilation, field, details)
+    returned = object_type_of(field.type)
+    if returned.name in ENTITY_TYPES and len(field.args) == 1:
+        return LookupPlan(compilation, ENTITY_TYPES[returned.name], field, details)
+    node_name = returned.name.removesuffix("Connection")
+    entity = ENTITY_TYPES.get(node_name)
+    if returned.name.endswith("Connection") and entity and entity.declaration is not None:
+        return RootConnectionPlan(compilation, entity.declaration, field, details)
+    raise NotCompilableError(f"root field {name}")

@@ -1,0 +1,704 @@
+"""Plans over rows: which tables a statement joins, where each field sits in its rows, and
+how one response object is built from one row.
+
+A `RowShape` is the row layout of one statement: its root entity, then every to-one relation
+the selection reaches, each joined once under an alias, every column of each. Builders are
+closures made once per compiled operation; at run time they only index rows. What a row has
+many of (attempts, nested connections) is a child plan: one statement for all the rows of a
+level, whatever their number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+)
+from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_subfields
+from graphql.execution.values import VariableValues, get_argument_values
+from sqlalchemy import ColumnElement, FromClause, Select, func, select, true
+from strawberry.types.arguments import convert_arguments
+
+from service.auth.row_scope import RowScope
+from service.compiled.entities import (
+    ENTITY_TYPES,
+    Attempts,
+    Column,
+    Computed,
+    EntityType,
+    NestedConnection,
+    ToOne,
+)
+from service.db.models import Callback, CallbackAttempt
+from service.errors import UnauthenticatedError
+from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
+from service.graph.nodes import global_id
+from service.graph.pagination import (
+    Page,
+    PageRequest,
+    SortKey,
+    after_cursor_condition,
+    encode_cursor_values,
+    order_clauses,
+    page_of,
+    page_request,
+)
+
+if TYPE_CHECKING:
+    import strawberry
+
+    from service.settings import Settings
+
+Row = Sequence[Any]
+# What the child plans fetched for one request, by slot.
+Results = list[Any]
+Builder = Callable[[Row, Results], Any]
+FieldGroups = dict[str, list[FieldDetails]]
+
+
+class NotCompilableError(Exception):
+    """The operation has a shape the compiled path does not cover; the general path runs it."""
+
+
+@dataclass(slots=True)
+class Compilation:
+    """What compiling one operation needs: the schema, the fragments and the values of the
+    variables `@include`/`@skip` read (a plan is made for each combination)."""
+
+    schema: GraphQLSchema
+    strawberry_schema: strawberry.Schema
+    fragments: dict[str, FragmentDetails]
+    variable_values: VariableValues
+    operation: OperationDefinitionNode
+    slots: int = 0
+
+    def subfields(self, object_type: GraphQLObjectType, details: list[FieldDetails]) -> FieldGroups:
+        """The fields selected on `object_type` under these field nodes, by response key."""
+        collected = collect_subfields(
+            self.schema, self.fragments, self.variable_values, self.operation, object_type, details
+        )
+        if collected.new_defer_usages:
+            raise NotCompilableError("@defer")
+        return collected.grouped_field_set
+
+    def new_slot(self) -> int:
+        """A place in the request's results for one child plan."""
+        self.slots += 1
+        return self.slots - 1
+
+    def arguments(self, field: GraphQLField, details: list[FieldDetails]) -> FieldArguments:
+        """The field's arguments, read at run time (they may come from variables)."""
+        return FieldArguments(field, details[0].node, self.strawberry_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldArguments:
+    field: GraphQLField
+    node: FieldNode
+    strawberry_schema: strawberry.Schema
+
+    def values(self, run: Run) -> dict[str, Any]:
+        """The arguments as the field's resolver would get them, by Python name."""
+        raw = get_argument_values(self.field, self.node, run.variable_values)
+        definition = self.field.extensions["strawberry-definition"]
+        return convert_arguments(
+            raw,
+            definition.arguments,
+            scalar_registry=self.strawberry_schema.schema_converter.scalar_registry,
+            config=self.strawberry_schema.config,
+        )
+
+
+class Run:
+    """One request on the compiled path: one connection, opened on first use, and one
+    transaction on it for every statement the request runs."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        scope: RowScope,
+        variable_values: VariableValues,
+        settings: Settings,
+        slots: int,
+    ) -> None:
+        if scope.refuses_reads:
+            raise UnauthenticatedError("this operation needs an API key")
+        self._connect = connect
+        self._connection: Any = None
+        self.scope = scope
+        self.variable_values = variable_values
+        self.settings = settings
+        self.results: Results = [None] * slots
+
+    async def rows(self, statement: Select[Any]) -> Sequence[Row]:
+        """Run a statement; its rows."""
+        if self._connection is None:
+            self._connection = await self._connect()
+        return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Give the connection back (its transaction rolls back: the path only reads)."""
+        if self._connection is not None:
+            await self._connection.close()
+
+    def visible(self, model: type[Any]) -> ColumnElement[bool]:
+        """The rows of `model` the caller may see (the same rule the ORM sessions apply)."""
+        if model is Callback:
+            return self.scope.callback_condition()
+        if model is CallbackAttempt:
+            return self.scope.attempt_condition()
+        return true()
+
+
+def strawberry_python_name(field: GraphQLField) -> str:
+    """The Python name of a schema field, from the Strawberry definition behind it."""
+    definition = field.extensions.get("strawberry-definition")
+    if definition is None:
+        raise NotCompilableError("a field without a Strawberry definition")
+    return str(definition.python_name)
+
+
+def named_type(output_type: GraphQLOutputType) -> GraphQLOutputType:
+    """The type without its non-null wrapper."""
+    return output_type.of_type if isinstance(output_type, GraphQLNonNull) else output_type
+
+
+def object_type_of(output_type: GraphQLOutputType) -> GraphQLObjectType:
+    """The object type a field returns, through non-null and list wrappers."""
+    while isinstance(output_type, GraphQLNonNull | GraphQLList):
+        output_type = output_type.of_type
+    if not isinstance(output_type, GraphQLObjectType):
+        raise NotCompilableError(f"{output_type} is not an object type")
+    return output_type
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _enum_name(value: Any) -> Any:
+    return None if value is None else value.name
+
+
+def _iso_format(value: Any) -> Any:
+    return None if value is None else value.isoformat()
+
+
+def leaf_serializer(output_type: GraphQLOutputType) -> Callable[[Any], Any]:
+    """How a scalar or enum value is written into the response, as graphql-core writes it."""
+    leaf = named_type(output_type)
+    if isinstance(leaf, GraphQLEnumType):
+        return _enum_name
+    if isinstance(leaf, GraphQLScalarType):
+        if leaf.name == "DateTime":
+            return _iso_format
+        if leaf.name in ("String", "ID", "Int", "Boolean"):
+            return _identity
+    raise NotCompilableError(f"leaf type {leaf}")
+
+
+def _constant_value(value: Any) -> Callable[[Any], Any]:
+    return lambda _ignored: value
+
+
+def constant(value: Any) -> Builder:
+    """A field whose value is the same for every row, e.g. `__typename`."""
+    return lambda _row, _results: value
+
+
+def object_builder(fields: list[tuple[str, Builder]]) -> Builder:
+    """A response object: each response key with its field's value, in selection order."""
+    pairs = tuple(fields)
+
+    def build(row: Row, results: Results) -> dict[str, Any]:
+        return {key: field(row, results) for key, field in pairs}
+
+    return build
+
+
+def plain_builder(
+    compilation: Compilation, output_type: GraphQLOutputType, details: list[FieldDetails]
+) -> Callable[[Any], Any]:
+    """A value built from a plain Python object's attributes (the report's header, applied
+    filters, its period): objects without resolvers."""
+    nullable_type = named_type(output_type)
+    if isinstance(nullable_type, GraphQLList):
+        item = plain_builder(compilation, nullable_type.of_type, details)
+        return lambda values: None if values is None else [item(value) for value in values]
+    if not isinstance(nullable_type, GraphQLObjectType):
+        return leaf_serializer(nullable_type)
+    attributes: list[tuple[str, str | None, Callable[[Any], Any]]] = []
+    for key, field_details in compilation.subfields(nullable_type, details).items():
+        name = field_details[0].node.name.value
+        if name == "__typename":
+            attributes.append((key, None, _constant_value(nullable_type.name)))
+            continue
+        field = nullable_type.fields[name]
+        if field.extensions["strawberry-definition"].base_resolver is not None:
+            raise NotCompilableError(f"{nullable_type.name}.{name} has a resolver")
+        attributes.append(
+            (
+                key,
+                strawberry_python_name(field),
+                plain_builder(compilation, field.type, field_details),
+            )
+        )
+
+    def build(value: Any) -> Any:
+        if value is None:
+            return None
+        return {
+            key: complete(value) if attribute is None else complete(getattr(value, attribute))
+            for key, attribute, complete in attributes
+        }
+
+    return build
+
+
+class Occurrence:
+    """One entity's columns in a statement's rows: the root, or a joined to-one relation."""
+
+    def __init__(
+        self, shape: RowShape, entity: EntityType, alias: FromClause | None, *, outer: bool
+    ):
+        self.shape = shape
+        self.entity = entity
+        self.alias = alias  # None for the root, whose selectable is given at run time
+        self.outer = outer
+        self.offset = shape.width
+        self.attributes = tuple(entity.model.__table__.c.keys())
+        self.joins: dict[str, tuple[ToOne, Occurrence]] = {}
+        self.children: list[ChildPlan] = []
+
+    def index(self, attribute: str) -> int:
+        """Where the attribute's column sits in the statement's rows."""
+        return self.offset + self.attributes.index(attribute)
+
+    def joined(self, relation_name: str) -> Occurrence:
+        """The occurrence of a to-one relation, joined on first use."""
+        if relation_name not in self.joins:
+            relation = self.entity.extra_fields[relation_name]
+            assert isinstance(relation, ToOne)
+            target = ENTITY_TYPES[relation.target]
+            occurrence = self.shape.add(
+                target, target.model.__table__.alias(), outer=self.outer or relation.nullable
+            )
+            self.joins[relation_name] = (relation, occurrence)
+        return self.joins[relation_name][1]
+
+
+class RowShape:
+    """The row layout of one statement: the root entity and its joined relations."""
+
+    def __init__(self, entity: EntityType) -> None:
+        self.width = 0
+        self.occurrences: list[Occurrence] = []
+        self.root = self.add(entity, None, outer=False)
+
+    def add(self, entity: EntityType, alias: FromClause | None, *, outer: bool) -> Occurrence:
+        occurrence = Occurrence(self, entity, alias, outer=outer)
+        self.occurrences.append(occurrence)
+        self.width += len(occurrence.attributes)
+        return occurrence
+
+    def select_from(self, root: FromClause) -> Select[Any]:
+        """SELECT every occurrence's columns FROM the root joined to each relation."""
+        columns = [
+            (root if occurrence.alias is None else occurrence.alias).c[attribute]
+            for occurrence in self.occurrences
+            for attribute in occurrence.attributes
+        ]
+        return select(*columns).select_from(self._join(root, self.root, root))
+
+    def _join(self, clause: Any, occurrence: Occurrence, selectable: FromClause) -> Any:
+        for relation, joined in occurrence.joins.values():
+            assert joined.alias is not None
+            clause = clause.join(
+                joined.alias,
+                joined.alias.c[relation.remote] == selectable.c[relation.local],
+                isouter=joined.outer,
+            )
+            clause = self._join(clause, joined, joined.alias)
+        return clause
+
+
+async def fetch_children(shape: RowShape, run: Run, rows: Sequence[Row]) -> None:
+    """Run every child plan of a statement's rows: one statement each, for all the rows."""
+    for occurrence in shape.occurrences:
+        for child in occurrence.children:
+            await child.fetch(run, rows)
+
+
+def parent_keys(rows: Sequence[Row], index: int) -> list[Any]:
+    """The distinct non-null keys at `index`, in first-seen order."""
+    return list(dict.fromkeys(row[index] for row in rows if row[index] is not None))
+
+
+def entity_builder(
+    compilation: Compilation,
+    object_type: GraphQLObjectType,
+    details: list[FieldDetails],
+    occurrence: Occurrence,
+) -> Builder:
+    """A node object built from its occurrence in a row (and what child plans fetched)."""
+    entity = occurrence.entity
+    fields: list[tuple[str, Builder]] = []
+    for key, field_details in compilation.subfields(object_type, details).items():
+        name = field_details[0].node.name.value
+        if name == "__typename":
+            fields.append((key, constant(object_type.name)))
+            continue
+        field = object_type.fields[name]
+        python_name = strawberry_python_name(field)
+        if python_name == "id":
+            fields.append((key, _global_id_field(entity, occurrence)))
+            continue
+        source = entity.source(python_name)
+        if isinstance(source, Column):
+            fields.append((key, _column_field(occurrence.index(source.attribute), field)))
+        elif isinstance(source, Computed):
+            fields.append((key, _computed_field(source, occurrence, field)))
+        elif isinstance(source, ToOne):
+            joined = occurrence.joined(python_name)
+            target_type = object_type_of(field.type)
+            target = entity_builder(compilation, target_type, field_details, joined)
+            fields.append((key, _to_one_field(target, joined.index(source.remote), source)))
+        elif isinstance(source, Attempts):
+            attempts = AttemptsPlan(compilation, occurrence, field, field_details)
+            fields.append((key, attempts.builder()))
+        elif isinstance(source, NestedConnection):
+            connection = NestedConnectionPlan(compilation, occurrence, source, field, field_details)
+            fields.append((key, connection.builder()))
+        else:
+            raise NotCompilableError(f"{object_type.name}.{name}")
+    return object_builder(fields)
+
+
+def _global_id_field(entity: EntityType, occurrence: Occurrence) -> Builder:
+    index = occurrence.index(entity.key)
+    type_name = entity.name
+    return lambda row, _results: global_id(type_name, row[index])
+
+
+def _column_field(index: int, field: GraphQLField) -> Builder:
+    serialize = leaf_serializer(field.type)
+    if serialize is _identity:
+        return lambda row, _results: row[index]
+    return lambda row, _results: serialize(row[index])
+
+
+def _computed_field(source: Computed, occurrence: Occurrence, field: GraphQLField) -> Builder:
+    indexes = tuple(
+        (occurrence if relation is None else occurrence.joined(relation)).index(attribute)
+        for relation, attribute in source.inputs
+    )
+    compute = source.compute
+    serialize = leaf_serializer(field.type)
+    return lambda row, _results: serialize(compute(*(row[index] for index in indexes)))
+
+
+def _to_one_field(target: Builder, key_index: int, relation: ToOne) -> Builder:
+    if not relation.nullable:
+        return target
+    return lambda row, results: None if row[key_index] is None else target(row, results)
+
+
+class ChildPlan:
+    """What a row has many of, fetched for all rows of its level in one statement."""
+
+    async def fetch(self, run: Run, rows: Sequence[Row]) -> None:
+        raise NotImplementedError
+
+
+class AttemptsPlan(ChildPlan):
+    """A callback's attempts, oldest first; one statement for every callback of the level."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        parent: Occurrence,
+        field: GraphQLField,
+        details: list[FieldDetails],
+    ) -> None:
+        self.slot = compilation.new_slot()
+        self.parent_index = parent.index("callback_id")
+        self.shape = RowShape(ENTITY_TYPES["CallbackAttempt"])
+        self.item = entity_builder(
+            compilation, object_type_of(field.type), details, self.shape.root
+        )
+        parent.children.append(self)
+
+    def builder(self) -> Builder:
+        slot, parent_index, item = self.slot, self.parent_index, self.item
+
+        def build(row: Row, results: Results) -> list[Any]:
+            return [item(attempt, results) for attempt in results[slot].get(row[parent_index], ())]
+
+        return build
+
+    async def fetch(self, run: Run, rows: Sequence[Row]) -> None:
+        keys = parent_keys(rows, self.parent_index)
+        grouped: dict[Any, list[Row]] = {}
+        if keys:
+            table = CallbackAttempt.__table__
+            attempts = await run.rows(
+                self.shape.select_from(table)
+                .where(CallbackAttempt.callback_id.in_(keys), run.visible(CallbackAttempt))
+                .order_by(CallbackAttempt.attempted_at, CallbackAttempt.id)
+            )
+            key_index = self.shape.root.index("callback_id")
+            for attempt in attempts:
+                grouped.setdefault(attempt[key_index], []).append(attempt)
+            await fetch_children(self.shape, run, attempts)
+        run.results[self.slot] = grouped
+
+
+class ConnectionBuilder:
+    """A connection object (edges, pageInfo, totalCount) over a page of rows."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        connection_type: GraphQLObjectType,
+        details: list[FieldDetails],
+        node_occurrence: Occurrence,
+    ) -> None:
+        self.node_occurrence = node_occurrence
+        self.needs_page = self.needs_count = self.needs_cursors = False
+        self.fields: list[tuple[str, str, Any]] = []
+        for key, field_details in compilation.subfields(connection_type, details).items():
+            name = field_details[0].node.name.value
+            if name == "__typename":
+                self.fields.append((key, name, connection_type.name))
+            elif name == "totalCount":
+                self.needs_count = True
+                self.fields.append((key, name, None))
+            elif name == "edges":
+                self.needs_page = True
+                edge_type = object_type_of(connection_type.fields[name].type)
+                self.fields.append((key, name, self._edge(compilation, edge_type, field_details)))
+            elif name == "pageInfo":
+                self.needs_page = True
+                info_type = object_type_of(connection_type.fields[name].type)
+                page_info = list(compilation.subfields(info_type, field_details).items())
+                self.needs_cursors |= any(
+                    d[0].node.name.value in ("startCursor", "endCursor") for _, d in page_info
+                )
+                self.fields.append(
+                    (key, name, [(k, d[0].node.name.value, info_type.name) for k, d in page_info])
+                )
+            else:
+                raise NotCompilableError(f"{connection_type.name}.{name}")
+
+    def _edge(
+        self, compilation: Compilation, edge_type: GraphQLObjectType, details: list[FieldDetails]
+    ) -> list[tuple[str, str, Any]]:
+        edge: list[tuple[str, str, Any]] = []
+        for key, field_details in compilation.subfields(edge_type, details).items():
+            name = field_details[0].node.name.value
+            if name == "__typename":
+                edge.append((key, name, edge_type.name))
+            elif name == "cursor":
+                self.needs_cursors = True
+                edge.append((key, name, None))
+            elif name == "node":
+                node_type = object_type_of(edge_type.fields[name].type)
+                node = entity_builder(compilation, node_type, field_details, self.node_occurrence)
+                edge.append((key, name, node))
+            else:
+                raise NotCompilableError(f"{edge_type.name}.{name}")
+        return edge
+
+    def build(
+        self, page: Page | None, count: int | None, keys: Sequence[SortKey], results: Results
+    ) -> dict[str, Any]:
+        rows = page.rows if page is not None else []
+        cursors: list[str] = []
+        if self.needs_cursors:
+            indexes = [self.node_occurrence.index(key.field.attribute) for key in keys]
+            cursors = [encode_cursor_values([row[i] for i in indexes], keys) for row in rows]
+        connection: dict[str, Any] = {}
+        for key, name, detail in self.fields:
+            if name == "__typename":
+                connection[key] = detail
+            elif name == "totalCount":
+                connection[key] = count
+            elif name == "edges":
+                connection[key] = [
+                    self._build_edge(detail, row, cursors[i] if cursors else "", results)
+                    for i, row in enumerate(rows)
+                ]
+            else:
+                assert page is not None
+                connection[key] = _page_info(detail, page, cursors)
+        return connection
+
+    @staticmethod
+    def _build_edge(
+        fields: list[tuple[str, str, Any]], row: Row, cursor: str, results: Results
+    ) -> dict[str, Any]:
+        edge: dict[str, Any] = {}
+        for key, name, detail in fields:
+            if name == "node":
+                edge[key] = detail(row, results)
+            elif name == "cursor":
+                edge[key] = cursor
+            else:
+                edge[key] = detail
+        return edge
+
+
+def _page_info(fields: list[tuple[str, str, str]], page: Page, cursors: list[str]) -> Any:
+    values = {
+        "hasNextPage": page.has_next,
+        "hasPreviousPage": page.has_previous,
+        "startCursor": cursors[0] if cursors else None,
+        "endCursor": cursors[-1] if cursors else None,
+    }
+    return {
+        key: type_name if name == "__typename" else values[name] for key, name, type_name in fields
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRequest:
+    """A connection field's arguments, checked: its order, its page and its filter."""
+
+    keys: list[SortKey]
+    page: PageRequest
+    condition: ColumnElement[bool]
+
+
+def connection_request(
+    declaration: EntityQueryDeclaration, arguments: dict[str, Any], max_page_size: int
+) -> ConnectionRequest:
+    """Check a connection's arguments as the general path does, in the same order."""
+    keys = sort_keys(declaration, arguments.get("order_by"))
+    page = page_request(
+        keys=keys,
+        max_page_size=max_page_size,
+        first=arguments.get("first"),
+        after=arguments.get("after"),
+        last=arguments.get("last"),
+        before=arguments.get("before"),
+    )
+    return ConnectionRequest(keys, page, filter_condition(declaration, arguments.get("filter")))
+
+
+class NestedConnectionPlan(ChildPlan):
+    """A connection under every row of a level: one statement for all their pages (ranked by a
+    window function) and one for all their counts."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        parent: Occurrence,
+        source: NestedConnection,
+        field: GraphQLField,
+        details: list[FieldDetails],
+    ) -> None:
+        self.slot = compilation.new_slot()
+        self.source = source
+        self.parent_index = parent.index(source.parent_key)
+        self.arguments = compilation.arguments(field, details)
+        self.shape = RowShape(ENTITY_TYPES[source.declaration.name])
+        self.connection = ConnectionBuilder(
+            compilation, object_type_of(field.type), details, self.shape.root
+        )
+        parent.children.append(self)
+
+    def builder(self) -> Builder:
+        slot, parent_index, connection = self.slot, self.parent_index, self.connection
+
+        def build(row: Row, results: Results) -> dict[str, Any]:
+            pages, counts, keys = results[slot]
+            key = row[parent_index]
+            return connection.build(pages.get(key), counts.get(key, 0), keys, results)
+
+        return build
+
+    async def fetch(self, run: Run, rows: Sequence[Row]) -> None:
+        declaration = self.source.declaration
+        request = connection_request(
+            declaration, self.arguments.values(run), run.settings.max_page_size
+        )
+        keys = parent_keys(rows, self.parent_index)
+        model = declaration.model
+        parent_column = getattr(model, self.source.parent_attribute)
+        condition = (parent_column.in_(keys), request.condition, run.visible(model))
+        pages: dict[Any, Page] = {}
+        counts: dict[Any, int] = {}
+        if keys and self.connection.needs_page:
+            ranked = select(
+                *model.__table__.c,
+                func.row_number()
+                .over(
+                    partition_by=parent_column,
+                    order_by=order_clauses(request.keys, backward=request.page.backward),
+                )
+                .label("page_rank"),
+            ).where(*condition)
+            if request.page.cursor_values is not None:
+                ranked = ranked.where(
+                    after_cursor_condition(
+                        request.keys, request.page.cursor_values, backward=request.page.backward
+                    )
+                )
+            inner = ranked.subquery()
+            children = await run.rows(
+                self.shape.select_from(inner)
+                .where(inner.c.page_rank <= request.page.limit + 1)
+                .order_by(inner.c.page_rank)
+            )
+            key_index = self.shape.root.index(self.source.parent_attribute)
+            grouped: dict[Any, list[Row]] = {key: [] for key in keys}
+            for child in children:
+                grouped[child[key_index]].append(child)
+            pages = {key: page_of(group, request.page) for key, group in grouped.items()}
+            await fetch_children(self.shape, run, [r for page in pages.values() for r in page.rows])
+        if keys and self.connection.needs_count:
+            counted = await run.rows(
+                select(parent_column, func.count()).where(*condition).group_by(parent_column)
+            )
+            counts = {key: count for key, count in counted}
+        run.results[self.slot] = (pages, counts, request.keys)
+
+
+def root_connection_statement(
+    shape: RowShape, declaration: EntityQueryDeclaration, request: ConnectionRequest, run: Run
+) -> Select[Any]:
+    """One page of a top-level connection: the rows beyond the cursor, one extra to peek."""
+    model = declaration.model
+    statement = shape.select_from(model.__table__).where(request.condition, run.visible(model))
+    if request.page.cursor_values is not None:
+        statement = statement.where(
+            after_cursor_condition(
+                request.keys, request.page.cursor_values, backward=request.page.backward
+            )
+        )
+    return statement.order_by(*order_clauses(request.keys, backward=request.page.backward)).limit(
+        request.page.limit + 1
+    )
+
+
+async def count_visible(
+    run: Run, declaration: EntityQueryDeclaration, condition: ColumnElement[bool]
+) -> int:
+    """How many rows of the entity the caller may see match a condition."""
+    model = declaration.model
+    rows = await run.rows(
+        select(func.count()).select_from(model.__table__).where(condition, run.visible(model))
+    )
+    return int(rows[0][0] or 0)
