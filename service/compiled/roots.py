@@ -3,6 +3,8 @@ and `node(id:)`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from graphql import GraphQLField, GraphQLObjectType
@@ -21,6 +23,7 @@ from service.compiled.rows import (
     entity_builder,
     fetch_children,
     object_type_of,
+    page_and_count,
     plain_builder,
     root_connection_statement,
     strawberry_python_name,
@@ -29,7 +32,7 @@ from service.errors import BadUserInputError
 from service.graph import declarations
 from service.graph.filtering import EntityQueryDeclaration
 from service.graph.nodes import parse_global_id
-from service.graph.pagination import page_of
+from service.graph.pagination import Page, page_of
 from service.reports.callbacks_scheduled_details.query import report_header
 
 
@@ -66,22 +69,40 @@ class RootConnectionPlan(RootPlan):
             compilation, object_type_of(field.type), details, self.shape.root
         )
 
-    async def resolve(self, run: Run, condition: ColumnElement[bool] | None = None) -> Any:
+    async def resolve(self, run: Run) -> Any:
+        connection, _count = await self.page_with_count(run)
+        return connection
+
+    async def page_with_count(
+        self,
+        run: Run,
+        condition: ColumnElement[bool] | None = None,
+        count: Callable[[bool], Coroutine[Any, Any, int]] | None = None,
+    ) -> tuple[Any, int | None]:
+        """The connection over the rows that match `condition` too, and a count run beside
+        its page: its own totalCount, or `count`, one the caller wants (the report's total)."""
         request = connection_request(
             self.declaration, self.arguments.values(run), run.settings.max_page_size
         )
         if condition is not None:
-            request = type(request)(request.keys, request.page, and_(request.condition, condition))
-        page = count = None
-        if self.connection.needs_page:
-            rows = await run.rows(
-                root_connection_statement(self.shape, self.declaration, request, run)
-            )
-            page = page_of(list(rows), request.page)
+            request = replace(request, condition=and_(request.condition, condition))
+
+        async def fetch_page() -> Page | None:
+            if not self.connection.needs_page:
+                return None
+            statement = root_connection_statement(self.shape, self.declaration, request, run)
+            page = page_of(list(await run.rows(statement)), request.page)
             await fetch_children(self.shape, run, page.rows)
-        if self.connection.needs_count:
-            count = await count_visible(run, self.declaration, request.condition)
-        return self.connection.build(page, count, request.keys, run.results)
+            return page
+
+        def count_rows(beside: bool) -> Coroutine[Any, Any, int]:
+            return count_visible(run, self.declaration, request.condition, beside=beside)
+
+        page, total = await page_and_count(
+            fetch_page, count_rows if self.connection.needs_count else count
+        )
+        own_count = total if self.connection.needs_count else None
+        return self.connection.build(page, own_count, request.keys, run.results), total
 
 
 class ReportPlan(RootPlan):
@@ -114,14 +135,29 @@ class ReportPlan(RootPlan):
     async def resolve(self, run: Run) -> Any:
         arguments = self.arguments.values(run)
         header = report_header(run.settings, arguments.get("time_period"), arguments.get("filters"))
+
+        def count_records(beside: bool) -> Coroutine[Any, Any, int]:
+            return count_visible(run, declarations.CALLBACK, header.condition, beside=beside)
+
+        # The total runs beside the first page of rows: they share the report's condition.
+        total: int | None = None
+        wants_total = any(name == "totalRecords" for _, name, _ in self.fields)
+        values: dict[str, Any] = {}
+        for key, name, detail in self.fields:
+            if name == "rows":
+                beside = count_records if wants_total and total is None else None
+                values[key], counted = await detail.page_with_count(run, header.condition, beside)
+                total = counted if beside is not None else total
+        if wants_total and total is None:
+            total = await count_records(False)
         report: dict[str, Any] = {}
         for key, name, detail in self.fields:
             if name == "__typename":
                 report[key] = detail
             elif name == "rows":
-                report[key] = await detail.resolve(run, header.condition)
+                report[key] = values[key]
             elif name == "totalRecords":
-                report[key] = await count_visible(run, declarations.CALLBACK, header.condition)
+                report[key] = total
             else:
                 report[key] = detail(getattr(header, name))
         return report

@@ -10,7 +10,9 @@ level, whatever their number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -122,8 +124,8 @@ class FieldArguments:
 
 
 class Run:
-    """One request on the compiled path: one connection, opened on first use, and one
-    transaction on it for every statement the request runs."""
+    """One request on the compiled path: its statements on one connection, opened on first
+    use, in one transaction; a count that can run beside a page takes a second connection."""
 
     def __init__(
         self,
@@ -136,22 +138,24 @@ class Run:
         if scope.refuses_reads:
             raise UnauthenticatedError("this operation needs an API key")
         self._connect = connect
-        self._connection: Any = None
+        self._connections: dict[bool, Any] = {}
         self.scope = scope
         self.variable_values = variable_values
         self.settings = settings
         self.results: Results = [None] * slots
 
-    async def rows(self, statement: Select[Any]) -> Sequence[Row]:
-        """Run a statement; its rows."""
-        if self._connection is None:
-            self._connection = await self._connect()
-        return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
+    async def rows(self, statement: Select[Any], *, beside: bool = False) -> Sequence[Row]:
+        """Run a statement; its rows. `beside` runs it on the second connection, so that it
+        can overlap with the statements on the first."""
+        connection = self._connections.get(beside)
+        if connection is None:
+            connection = self._connections[beside] = await self._connect()
+        return (await connection.execute(statement)).all()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        """Give the connection back (its transaction rolls back: the path only reads)."""
-        if self._connection is not None:
-            await self._connection.close()
+        """Give the connections back (their transactions roll back: the path only reads)."""
+        for connection in self._connections.values():
+            await connection.close()
 
     def visible(self, model: type[Any]) -> ColumnElement[bool]:
         """The rows of `model` the caller may see (the same rule the ORM sessions apply)."""
@@ -694,11 +698,35 @@ def root_connection_statement(
 
 
 async def count_visible(
-    run: Run, declaration: EntityQueryDeclaration, condition: ColumnElement[bool]
+    run: Run,
+    declaration: EntityQueryDeclaration,
+    condition: ColumnElement[bool],
+    *,
+    beside: bool = False,
 ) -> int:
     """How many rows of the entity the caller may see match a condition."""
     model = declaration.model
     rows = await run.rows(
-        select(func.count()).select_from(model.__table__).where(condition, run.visible(model))
+        select(func.count()).select_from(model.__table__).where(condition, run.visible(model)),
+        beside=beside,
     )
     return int(rows[0][0] or 0)
+
+
+async def page_and_count(
+    page: Callable[[], Coroutine[Any, Any, Page | None]],
+    count: Callable[[bool], Coroutine[Any, Any, int]] | None,
+) -> tuple[Page | None, int | None]:
+    """A page and (if asked) a count; when both are asked, the count runs on the second
+    connection while the page's statements run on the first."""
+    if count is None:
+        return await page(), None
+    counting = asyncio.ensure_future(count(True))
+    try:
+        fetched = await page()
+    except BaseException:
+        counting.cancel()
+        with contextlib.suppress(BaseException):
+            await counting
+        raise
+    return fetched, await counting

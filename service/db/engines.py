@@ -26,9 +26,13 @@ def create_engine(
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
-    connect_args: dict[str, Any] = {"timeout": 10}
+    # Every statement planned for its own parameters: asyncpg prepares statements, and after
+    # five runs PostgreSQL may switch them to a generic plan, which costs a period's count its
+    # parallel index-only scan (30 days: 29 ms generic, 22 ms custom; planning takes 0.2 ms).
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
     if statement_timeout_ms is not None:
-        connect_args["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
+    connect_args: dict[str, Any] = {"timeout": 10, "server_settings": server_settings}
     return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 

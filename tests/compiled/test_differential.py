@@ -255,8 +255,9 @@ def test_generated_queries_get_the_same_answer_on_both_paths(
     check()
     compiled_queries = two_paths[0].app.state.compiled_queries  # type: ignore[attr-defined]
     print(f"compiled path answered {compiled_queries.answered}, left {compiled_queries.left}")
-    # Most answers came from plans; the rest (errors, introspection) from the general path.
-    assert compiled_queries.answered >= EXAMPLES_PER_STORE // 2, (
+    # Most answers came from plans; the rest (errors, introspection) from the general path,
+    # and some operations were refused before either (limits). 515 of 1,000 when written.
+    assert compiled_queries.answered >= EXAMPLES_PER_STORE * 0.4, (
         compiled_queries.answered,
         compiled_queries.left,
     )
