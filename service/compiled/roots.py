@@ -115,8 +115,7 @@ class ReportPlan(RootPlan):
         self.arguments = compilation.arguments(field, details)
         report_type = object_type_of(field.type)
         self.fields: list[tuple[str, str, Any]] = []
-        for key, field_details in compilation.subfields(report_type, details).items():
-            name = field_details[0].node.name.value
+        for key, name, field_details in compilation.selections(report_type, details):
             if name == "__typename":
                 self.fields.append((key, name, report_type.name))
             elif name == "rows":
@@ -147,7 +146,8 @@ class ReportPlan(RootPlan):
             if name == "rows":
                 beside = count_records if wants_total and total is None else None
                 values[key], counted = await detail.page_with_count(run, header.condition, beside)
-                total = counted if beside is not None else total
+                if beside is not None:
+                    total = counted
         if wants_total and total is None:
             total = await count_records(False)
         report: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values
-from sqlalchemy import ColumnElement, FromClause, Select, func, select, true
+from sqlalchemy import ColumnElement, FromClause, Select, and_, func, select, true
 from strawberry.types.arguments import convert_arguments
 
 from service.auth.row_scope import RowScope
@@ -51,11 +51,12 @@ from service.graph.pagination import (
     Page,
     PageRequest,
     SortKey,
-    after_cursor_condition,
     encode_cursor_values,
-    order_clauses,
+    first_ranks,
     page_of,
     page_request,
+    page_statement,
+    ranked_by_parent,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +95,13 @@ class Compilation:
         if collected.new_defer_usages:
             raise NotCompilableError("@defer")
         return collected.grouped_field_set
+
+    def selections(
+        self, object_type: GraphQLObjectType, details: list[FieldDetails]
+    ) -> Iterator[tuple[str, str, list[FieldDetails]]]:
+        """Each selected field on `object_type`: its response key, field name and nodes."""
+        for key, field_details in self.subfields(object_type, details).items():
+            yield key, field_details[0].node.name.value, field_details
 
     def new_slot(self) -> int:
         """A place in the request's results for one child plan."""
@@ -244,8 +252,7 @@ def plain_builder(
     if not isinstance(nullable_type, GraphQLObjectType):
         return leaf_serializer(nullable_type)
     attributes: list[tuple[str, str | None, Callable[[Any], Any]]] = []
-    for key, field_details in compilation.subfields(nullable_type, details).items():
-        name = field_details[0].node.name.value
+    for key, name, field_details in compilation.selections(nullable_type, details):
         if name == "__typename":
             attributes.append((key, None, _constant_value(nullable_type.name)))
             continue
@@ -359,8 +366,7 @@ def entity_builder(
     """A node object built from its occurrence in a row (and what child plans fetched)."""
     entity = occurrence.entity
     fields: list[tuple[str, Builder]] = []
-    for key, field_details in compilation.subfields(object_type, details).items():
-        name = field_details[0].node.name.value
+    for key, name, field_details in compilation.selections(object_type, details):
         if name == "__typename":
             fields.append((key, constant(object_type.name)))
             continue
@@ -482,8 +488,7 @@ class ConnectionBuilder:
         self.node_occurrence = node_occurrence
         self.needs_page = self.needs_count = self.needs_cursors = False
         self.fields: list[tuple[str, str, Any]] = []
-        for key, field_details in compilation.subfields(connection_type, details).items():
-            name = field_details[0].node.name.value
+        for key, name, field_details in compilation.selections(connection_type, details):
             if name == "__typename":
                 self.fields.append((key, name, connection_type.name))
             elif name == "totalCount":
@@ -496,12 +501,12 @@ class ConnectionBuilder:
             elif name == "pageInfo":
                 self.needs_page = True
                 info_type = object_type_of(connection_type.fields[name].type)
-                page_info = list(compilation.subfields(info_type, field_details).items())
+                page_info = list(compilation.selections(info_type, field_details))
                 self.needs_cursors |= any(
-                    d[0].node.name.value in ("startCursor", "endCursor") for _, d in page_info
+                    info_name in ("startCursor", "endCursor") for _, info_name, _ in page_info
                 )
                 self.fields.append(
-                    (key, name, [(k, d[0].node.name.value, info_type.name) for k, d in page_info])
+                    (key, name, [(k, info_name, info_type.name) for k, info_name, _ in page_info])
                 )
             else:
                 raise NotCompilableError(f"{connection_type.name}.{name}")
@@ -510,8 +515,7 @@ class ConnectionBuilder:
         self, compilation: Compilation, edge_type: GraphQLObjectType, details: list[FieldDetails]
     ) -> list[tuple[str, str, Any]]:
         edge: list[tuple[str, str, Any]] = []
-        for key, field_details in compilation.subfields(edge_type, details).items():
-            name = field_details[0].node.name.value
+        for key, name, field_details in compilation.selections(edge_type, details):
             if name == "__typename":
                 edge.append((key, name, edge_type.name))
             elif name == "cursor":
@@ -641,30 +645,19 @@ class NestedConnectionPlan(ChildPlan):
         keys = parent_keys(rows, self.parent_index)
         model = declaration.model
         parent_column = getattr(model, self.source.parent_attribute)
-        condition = (parent_column.in_(keys), request.condition, run.visible(model))
         pages: dict[Any, Page] = {}
         counts: dict[Any, int] = {}
         if keys and self.connection.needs_page:
-            ranked = select(
-                *model.__table__.c,
-                func.row_number()
-                .over(
-                    partition_by=parent_column,
-                    order_by=order_clauses(request.keys, backward=request.page.backward),
-                )
-                .label("page_rank"),
-            ).where(*condition)
-            if request.page.cursor_values is not None:
-                ranked = ranked.where(
-                    after_cursor_condition(
-                        request.keys, request.page.cursor_values, backward=request.page.backward
-                    )
-                )
-            inner = ranked.subquery()
+            inner = ranked_by_parent(
+                list(model.__table__.c),
+                parent_column,
+                keys,
+                and_(request.condition, run.visible(model)),
+                request.keys,
+                request.page,
+            )
             children = await run.rows(
-                self.shape.select_from(inner)
-                .where(inner.c.page_rank <= request.page.limit + 1)
-                .order_by(inner.c.page_rank)
+                first_ranks(self.shape.select_from(inner), inner, request.page)
             )
             key_index = self.shape.root.index(self.source.parent_attribute)
             grouped: dict[Any, list[Row]] = {key: [] for key in keys}
@@ -674,7 +667,9 @@ class NestedConnectionPlan(ChildPlan):
             await fetch_children(self.shape, run, [r for page in pages.values() for r in page.rows])
         if keys and self.connection.needs_count:
             counted = await run.rows(
-                select(parent_column, func.count()).where(*condition).group_by(parent_column)
+                select(parent_column, func.count())
+                .where(parent_column.in_(keys), request.condition, run.visible(model))
+                .group_by(parent_column)
             )
             counts = {key: count for key, count in counted}
         run.results[self.slot] = (pages, counts, request.keys)
@@ -686,15 +681,7 @@ def root_connection_statement(
     """One page of a top-level connection: the rows beyond the cursor, one extra to peek."""
     model = declaration.model
     statement = shape.select_from(model.__table__).where(request.condition, run.visible(model))
-    if request.page.cursor_values is not None:
-        statement = statement.where(
-            after_cursor_condition(
-                request.keys, request.page.cursor_values, backward=request.page.backward
-            )
-        )
-    return statement.order_by(*order_clauses(request.keys, backward=request.page.backward)).limit(
-        request.page.limit + 1
-    )
+    return page_statement(statement, request.keys, request.page)
 
 
 async def count_visible(

@@ -16,11 +16,10 @@ from aiodataloader import DataLoader
 
 from service.db.models import Agent, Callback, CallbackAttempt, Campaign, Contact, Job
 from service.db.models.callback import (
-    AGENT_CALLBACK_TYPES,
     CallbackStatus,
     CallbackType,
     SystemCompletionCode,
-    created_for,
+    created_for_agent,
 )
 from service.db.models.campaign import CampaignState, CampaignType, campaign_display_name
 from service.db.models.job import JobState
@@ -264,11 +263,8 @@ class CallbackNode(Node):
         "the campaign name for CAMPAIGN and STANDARD ones."
     )
     async def created_for(self, info: Info) -> str:
-        if self.row.callback_type in AGENT_CALLBACK_TYPES and self.row.created_for_agent_id:
-            return self.row.created_for_agent_id  # no campaign to load
-        return created_for(
-            self.row.callback_type, self.row.created_for_agent_id, (await self._campaign(info)).name
-        )
+        agent_id = created_for_agent(self.row.callback_type, self.row.created_for_agent_id)
+        return agent_id if agent_id is not None else (await self._campaign(info)).name
 
     @strawberry.field(description="The job the callback was scheduled in.")
     async def job(self, info: Info) -> JobNode:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, Subquery, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -193,16 +193,52 @@ class Page:
     has_previous: bool
 
 
-async def fetch_page(
-    session: AsyncSession, statement: Select[Any], keys: Sequence[SortKey], request: PageRequest
-) -> Page:
-    """Run one statement for one page: the filtered rows beyond the cursor, one extra to peek."""
+def page_statement(
+    statement: Select[Any], keys: Sequence[SortKey], request: PageRequest
+) -> Select[Any]:
+    """One page of a filtered statement: the rows beyond the cursor, in order, one extra to
+    peek at whether more follow."""
     if request.cursor_values is not None:
         statement = statement.where(
             after_cursor_condition(keys, request.cursor_values, backward=request.backward)
         )
     statement = statement.order_by(*order_clauses(keys, backward=request.backward))
-    rows = list((await session.execute(statement.limit(request.limit + 1))).all())
+    return statement.limit(request.limit + 1)
+
+
+def ranked_by_parent(
+    columns: Sequence[Any],
+    parent_column: SqlColumn,
+    parent_keys: Sequence[Any],
+    condition: ColumnElement[bool],
+    keys: Sequence[SortKey],
+    request: PageRequest,
+) -> Subquery:
+    """The parents' rows beyond the cursor, each ranked (`page_rank`) within its parent in
+    the page's order; `first_ranks` keeps one page per parent."""
+    ranked = select(
+        *columns,
+        func.row_number()
+        .over(partition_by=parent_column, order_by=order_clauses(keys, backward=request.backward))
+        .label("page_rank"),
+    ).where(parent_column.in_(parent_keys), condition)
+    if request.cursor_values is not None:
+        ranked = ranked.where(
+            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
+        )
+    return ranked.subquery()
+
+
+def first_ranks(statement: Select[Any], ranked: Subquery, request: PageRequest) -> Select[Any]:
+    """`statement` over a `ranked_by_parent` subquery, kept to each parent's page (+1)."""
+    return statement.where(ranked.c.page_rank <= request.limit + 1).order_by(ranked.c.page_rank)
+
+
+async def fetch_page(
+    session: AsyncSession, statement: Select[Any], keys: Sequence[SortKey], request: PageRequest
+) -> Page:
+    """Run one statement for one page: the filtered rows beyond the cursor, one extra to peek."""
+    rows = list((await session.execute(page_statement(statement, keys, request))).all())
     return page_of(rows, request)
 
 
@@ -217,21 +253,8 @@ async def fetch_pages_by_parent(
 ) -> dict[Any, Page]:
     """One page per parent in one statement: rank each parent's rows, keep the first N (+1)."""
     parent_column = getattr(entity, parent_attribute)
-    ranked = select(
-        entity,
-        func.row_number()
-        .over(partition_by=parent_column, order_by=order_clauses(keys, backward=request.backward))
-        .label("page_rank"),
-    ).where(parent_column.in_(parent_keys), condition)
-    if request.cursor_values is not None:
-        ranked = ranked.where(
-            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
-        )
-    inner = ranked.subquery()
-    row_alias = aliased(entity, inner)
-    statement = (
-        select(row_alias).where(inner.c.page_rank <= request.limit + 1).order_by(inner.c.page_rank)
-    )
+    inner = ranked_by_parent([entity], parent_column, parent_keys, condition, keys, request)
+    statement = first_ranks(select(aliased(entity, inner)), inner, request)
     grouped: dict[Any, list[Any]] = {key: [] for key in parent_keys}
     for row in (await session.execute(statement)).all():
         grouped[getattr(row[0], parent_attribute)].append(row)

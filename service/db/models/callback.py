@@ -33,14 +33,20 @@ class CallbackType(enum.Enum):
 AGENT_CALLBACK_TYPES = frozenset({CallbackType.AGENT, CallbackType.STRICT_AGENT})
 
 
+def created_for_agent(callback_type: CallbackType, created_for_agent_id: str | None) -> str | None:
+    """The agent the report's Created For names (AGENT and STRICT_AGENT callbacks); None
+    where it names the campaign."""
+    if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id:
+        return created_for_agent_id
+    return None
+
+
 def created_for(
     callback_type: CallbackType, created_for_agent_id: str | None, campaign_name: str
 ) -> str:
     """The report's Created For: the agent for AGENT and STRICT_AGENT callbacks, else the
     campaign."""
-    if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id:
-        return created_for_agent_id
-    return campaign_name
+    return created_for_agent(callback_type, created_for_agent_id) or campaign_name
 
 
 class CallbackStatus(enum.Enum):
