@@ -343,7 +343,8 @@ def bench_service(
     """Seconds per request to a `pomreport serve` child process, over loopback HTTP."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    environment = dict(os.environ, DATABASE_URL=raw_url)
+    # No expiry sweeps: a sweep's UPDATE would land among the measured requests.
+    environment = dict(os.environ, DATABASE_URL=raw_url, POMREPORT_EXPIRY_SWEEP_SECONDS="0")
     payload = {"query": REPORT_QUERY, "variables": variables}
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(
@@ -697,7 +698,9 @@ def run(arguments: argparse.Namespace) -> None:
     )
     # In-process runs use open development mode, as `serve` on loopback does (no API keys).
     settings = dataclasses.replace(
-        Settings.from_environment(dict(os.environ, DATABASE_URL=raw_url)), open_without_keys=True
+        Settings.from_environment(dict(os.environ, DATABASE_URL=raw_url)),
+        open_without_keys=True,
+        expiry_sweep_seconds=0,
     )
     dsn = asyncpg_dsn(settings.database_url)
     agent, agent_callbacks = asyncio.run(_busiest_agent(dsn, settings))

@@ -63,7 +63,10 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(
-            settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+            settings.database_url,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            pool_size=settings.pool_size,
+            pool_timeout_seconds=settings.pool_timeout_seconds,
         )
         write_engine = create_write_engine(settings.database_url, engine)
         app.state.engine = engine

@@ -20,6 +20,7 @@ from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
 from service.app import create_app
 from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
@@ -106,6 +107,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve on a non-loopback address although no API key exists (only behind a proxy "
         "that authenticates; also POMREPORT_ALLOW_UNAUTHENTICATED=true)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes serving the port, one per core (default POMREPORT_WORKERS or 1); more "
+        "than one needs events that cross processes: PostgreSQL or REDIS_URL",
+    )
     serve.set_defaults(command=_serve)
 
     apikey = commands.add_parser("apikey", help="create, list and revoke API keys")
@@ -158,6 +165,13 @@ def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     host = arguments.host or settings.host
     port = arguments.port or settings.port
+    workers = arguments.workers or settings.workers
+    if workers > 1 and settings.is_sqlite and not settings.redis_url:
+        raise PomreportCommandError(
+            f"--workers {workers} needs status-change events that reach every process, and on "
+            "SQLite they stay inside one: serve one worker, use PostgreSQL (DATABASE_URL), or "
+            "set REDIS_URL"
+        )
     keys_exist = asyncio.run(_check_database_ready(settings))
     allow_unauthenticated = arguments.allow_unauthenticated or settings.allow_unauthenticated
     if not keys_exist and not (allow_unauthenticated or is_loopback(host)):
@@ -168,13 +182,48 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         )
     if not keys_exist:
         print(OPEN_MODE_BANNER.format(host=host), file=sys.stderr, flush=True)
-    settings = dataclasses.replace(
+    if workers > 1:
+        # Each worker is a new process that builds its own app from the environment.
+        os.environ.update(
+            POMREPORT_HOST=host,
+            POMREPORT_PORT=str(port),
+            POMREPORT_ALLOW_UNAUTHENTICATED=str(allow_unauthenticated).lower(),
+        )
+        uvicorn.run(
+            "service.cli:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            ws_per_message_deflate=settings.websocket_compression,
+        )
+        return 0
+    app = create_app(served_settings(settings, host, allow_unauthenticated))
+    freeze_long_lived_objects()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        ws_per_message_deflate=settings.websocket_compression,
+    )
+    return 0
+
+
+def served_settings(settings: Settings, host: str, allow_unauthenticated: bool) -> Settings:
+    """The settings `serve` runs with: open development mode on loopback addresses only."""
+    return dataclasses.replace(
         settings, open_without_keys=is_loopback(host), allow_unauthenticated=allow_unauthenticated
     )
-    app = create_app(settings)
+
+
+def worker_app() -> Starlette:
+    """The app of one `serve --workers N` process, from the environment `serve` prepared."""
+    settings = Settings.from_environment(os.environ)
+    app = create_app(served_settings(settings, settings.host, settings.allow_unauthenticated))
     freeze_long_lived_objects()
-    uvicorn.run(app, host=host, port=port, log_level="info")
-    return 0
+    return app
 
 
 def freeze_long_lived_objects() -> None:

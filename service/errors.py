@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import asyncpg
 from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import Send
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -126,6 +127,12 @@ def is_database_unavailable(error: BaseException) -> bool:
     return False
 
 
+def is_service_unavailable(error: BaseException) -> bool:
+    """Whether an exception means the service cannot answer for now: the database is out of
+    reach or no pooled connection came free in time. Retrying later may succeed."""
+    return isinstance(error, PoolTimeoutError) or is_database_unavailable(error)
+
+
 def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
     """Keep client errors as they are; turn anything else into a masked error with a code."""
     for error in errors:
@@ -142,10 +149,14 @@ def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
 def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
     """The message and extensions a client sees for an unexpected exception.
 
-    An unreachable database is SERVICE_UNAVAILABLE; every other unexpected failure becomes
-    INTERNAL_SERVER_ERROR with a request id, logged in full under that id. Neither message
-    carries SQL, a traceback or a path.
+    An unreachable database, or a pool with no connection free in time, is SERVICE_UNAVAILABLE
+    (HTTP 503 with Retry-After); every other unexpected failure becomes INTERNAL_SERVER_ERROR
+    with a request id, logged in full under that id. No message carries SQL, a traceback or a
+    path.
     """
+    if isinstance(original, PoolTimeoutError):
+        logger.warning("no database connection free in time: %s", original)
+        return "the service is busy; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
     if is_database_unavailable(original):
         logger.warning("database unavailable: %s", original)
         return "the database is unavailable; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
@@ -155,6 +166,10 @@ def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
         f"internal server error (request id {request_id})",
         {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
     )
+
+
+# Seconds a client is asked to wait before retrying a SERVICE_UNAVAILABLE answer (HTTP 503).
+RETRY_AFTER_SECONDS = 1
 
 
 # Requests that are not GraphQL over HTTP at all -------------------------------------------

@@ -154,6 +154,8 @@ class Settings:
     report_time_zone: str = _read("POMREPORT_REPORT_TIMEZONE", parse_time_zone, "UTC")
     host: str = _read("POMREPORT_HOST", _text, "127.0.0.1")
     port: int = _read("POMREPORT_PORT", parse_port, 8000)
+    # Processes `serve` runs on the port; more than one needs PostgreSQL or REDIS_URL.
+    workers: int = _read("POMREPORT_WORKERS", parse_positive_int, 1)
     # Largest `first`/`last` a connection accepts; more is an error, never a silent cut.
     max_page_size: int = _read("POMREPORT_MAX_PAGE_SIZE", parse_positive_int, 500)
     # Longest "Between" period the report accepts, in days.
@@ -168,6 +170,11 @@ class Settings:
     max_body_bytes: int = _read("POMREPORT_MAX_BODY_BYTES", parse_positive_int, 1_048_576)
     # Longest a single SQL statement may run on PostgreSQL before it is cancelled.
     statement_timeout_ms: int = _read("POMREPORT_STATEMENT_TIMEOUT_MS", parse_positive_int, 10_000)
+    # Database connections one process holds at most (a report uses two: rows and total).
+    pool_size: int = _read("POMREPORT_POOL_SIZE", parse_positive_int, 20)
+    # Longest a request waits for a free connection; then it is answered SERVICE_UNAVAILABLE
+    # (HTTP 503, Retry-After) instead of queueing without bound behind a saturated pool.
+    pool_timeout_seconds: float = _read("POMREPORT_POOL_TIMEOUT_SECONDS", parse_seconds, 1.5)
     # Whether clients may introspect the schema (GraphiQL needs it); off for production.
     introspection: bool = _read("POMREPORT_INTROSPECTION", parse_flag, True)
     # Queries answered from compiled plans (service.compiled); off, every field runs through
@@ -181,6 +188,10 @@ class Settings:
     allow_unauthenticated: bool = _read("POMREPORT_ALLOW_UNAUTHENTICATED", parse_flag, False)
     # How long a checked API key is trusted before it is looked up again (revocation delay).
     api_key_cache_seconds: float = _read("POMREPORT_API_KEY_CACHE_SECONDS", parse_seconds, 10.0)
+    # permessage-deflate on WebSockets. Off by default: a change is a frame of a few hundred
+    # bytes, and compression costs each connection about 40 KiB of zlib state and each frame
+    # CPU time (bench/README.md, subscription fan-out).
+    websocket_compression: bool = _read("POMREPORT_WEBSOCKET_COMPRESSION", parse_flag, False)
     # A WebSocket that sends no connection_init (its key) within this is closed (4408).
     websocket_init_timeout_seconds: float = _read(
         "POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS", parse_seconds, 10.0

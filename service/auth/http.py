@@ -14,7 +14,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth.api_keys import ApiKeyRegistry, Principal
-from service.errors import UnauthenticatedError, masked_error, send_graphql_error
+from service.errors import (
+    RETRY_AFTER_SECONDS,
+    UnauthenticatedError,
+    masked_error,
+    send_graphql_error,
+)
 
 PRINCIPAL_STATE_KEY = "principal"
 
@@ -76,4 +81,6 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str, code: str
         await send({"type": "websocket.close", "code": 4401, "reason": code})
         return
     extra = [(b"www-authenticate", b'Bearer realm="pomreport"')] if status == 401 else []
+    if status == 503:
+        extra.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
     await send_graphql_error(send, status, message, code, extra)

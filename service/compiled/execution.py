@@ -24,7 +24,11 @@ from graphql import (
     DirectiveNode,
     DocumentNode,
     ExecutionResult,
+    FieldNode,
     FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLNonNull,
+    GraphQLObjectType,
     OperationDefinitionNode,
     OperationType,
     VariableNode,
@@ -34,25 +38,53 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FragmentDetails, collect_fields
 from graphql.execution.values import VariableValues, get_variable_values
+from sqlalchemy.pool import Pool, QueuePool
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from service.compiled.roots import RootPlan, root_plan
 from service.compiled.rows import Compilation, NotCompilableError, Run
+from service.errors import is_service_unavailable
 from service.graph.context import Context
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class RootField:
+    """A root field of the operation: its response key, plan, nullability and nodes."""
+
+    key: str
+    plan: RootPlan
+    nullable: bool
+    nodes: tuple[FieldNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OperationPlan:
     """Every root field's plan, by response key, and how many child slots a run needs."""
 
-    roots: tuple[tuple[str, RootPlan], ...]
+    roots: tuple[RootField, ...]
     slots: int
 
-    async def run(self, run: Run) -> dict[str, Any]:
-        return {key: await plan.resolve(run) for key, plan in self.roots}
+    async def run(self, run: Run) -> ExecutionResult:
+        """The response. A root field the database cannot answer now (down, or no connection
+        free in time) gets its SERVICE_UNAVAILABLE error here, as the general path would give
+        it: running the request again there would only double the client's wait."""
+        data: dict[str, Any] = {}
+        errors: list[GraphQLError] = []
+        for root in self.roots:
+            try:
+                data[root.key] = await root.plan.resolve(run)
+            except Exception as error:
+                if not is_service_unavailable(error):
+                    raise
+                errors.append(GraphQLError(str(error), list(root.nodes), path=[root.key]))
+                errors[-1].original_error = error
+                if not root.nullable:
+                    return ExecutionResult(data=None, errors=errors)
+                data[root.key] = None
+        return ExecutionResult(data=data, errors=errors or None)
 
 
 class _DirectiveVariables(Visitor):
@@ -90,16 +122,16 @@ class CompiledQueries:
             OrderedDict()
         )
 
-    async def execute(self, execution_context: ExecutionContext) -> dict[str, Any] | None:
-        """The response data for the request, or None to leave it to the general path."""
-        data = await self._execute(execution_context)
-        if data is None:
+    async def execute(self, execution_context: ExecutionContext) -> ExecutionResult | None:
+        """The response for the request, or None to leave it to the general path."""
+        result = await self._execute(execution_context)
+        if result is None:
             self.left += 1
         else:
             self.answered += 1
-        return data
+        return result
 
-    async def _execute(self, execution_context: ExecutionContext) -> dict[str, Any] | None:
+    async def _execute(self, execution_context: ExecutionContext) -> ExecutionResult | None:
         context = execution_context.context
         document = execution_context.graphql_document
         query = execution_context.query
@@ -123,6 +155,7 @@ class CompiledQueries:
         try:
             run = Run(
                 engine.connect,
+                lambda: has_idle_connection(engine.pool),
                 context.caller.row_scope,
                 variable_values,
                 context.settings,
@@ -207,10 +240,28 @@ def _plan_operation(
     if collected.new_defer_usages:
         raise NotCompilableError("@defer")
     roots = tuple(
-        (key, root_plan(compilation, query_type, details))
+        RootField(
+            key,
+            root_plan(compilation, query_type, details),
+            _is_nullable(query_type, details[0].node.name.value),
+            tuple(detail.node for detail in details),
+        )
         for key, details in collected.grouped_field_set.items()
     )
     return OperationPlan(roots, compilation.slots)
+
+
+def has_idle_connection(pool: Pool) -> bool:
+    """Whether a checkout would not wait: an idle connection is pooled, or the pool may open
+    one within its size (SQLite's pools without a size never make anyone wait)."""
+    if not isinstance(pool, QueuePool):
+        return True
+    return pool.checkedin() > 0 or pool.checkedout() < pool.size()
+
+
+def _is_nullable(query_type: GraphQLObjectType, name: str) -> bool:
+    field = query_type.fields.get(name)  # None for __typename, which never fails
+    return field is not None and not isinstance(field.type, GraphQLNonNull)
 
 
 def compiled_execution_extension(compiled: CompiledQueries) -> type[SchemaExtension]:
@@ -226,9 +277,7 @@ def compiled_execution_extension(compiled: CompiledQueries) -> type[SchemaExtens
                 and isinstance(context, Context)
                 and context.settings.compiled_execution
             ):
-                data = await compiled.execute(execution_context)
-                if data is not None:
-                    execution_context.result = ExecutionResult(data=data)
+                execution_context.result = await compiled.execute(execution_context)
             yield
 
     return CompiledExecution

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,8 @@ Row = Sequence[Any]
 Results = list[Any]
 Builder = Callable[[Row, Results], Any]
 FieldGroups = dict[str, list[FieldDetails]]
+
+logger = logging.getLogger(__name__)
 
 
 class NotCompilableError(Exception):
@@ -138,6 +141,7 @@ class Run:
     def __init__(
         self,
         connect: Callable[[], Any],
+        spare_connection: Callable[[], bool],
         scope: RowScope,
         variable_values: VariableValues,
         settings: Settings,
@@ -146,24 +150,36 @@ class Run:
         if scope.refuses_reads:
             raise UnauthenticatedError("this operation needs an API key")
         self._connect = connect
-        self._connections: dict[bool, Any] = {}
+        self._spare_connection = spare_connection
+        self._connection: Any = None
         self.scope = scope
         self.variable_values = variable_values
         self.settings = settings
         self.results: Results = [None] * slots
 
     async def rows(self, statement: Select[Any], *, beside: bool = False) -> Sequence[Row]:
-        """Run a statement; its rows. `beside` runs it on the second connection, so that it
-        can overlap with the statements on the first."""
-        connection = self._connections.get(beside)
-        if connection is None:
-            connection = self._connections[beside] = await self._connect()
-        return (await connection.execute(statement)).all()  # type: ignore[no-any-return]
+        """Run a statement; its rows. `beside` runs it on a second connection, so that it
+        can overlap with the statements on the first, if the pool has one free right now
+        (else after them, on the first). The second is never waited for: requests that each
+        held one connection and waited for another could starve a full pool. It goes back
+        to the pool as soon as its one statement is done."""
+        if beside and self._spare_connection():
+            async with self._connect() as connection:
+                return (await connection.execute(statement)).all()  # type: ignore[no-any-return]
+        if self._connection is None:
+            self._connection = await self._connect()
+        return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        """Give the connections back (their transactions roll back: the path only reads)."""
-        for connection in self._connections.values():
-            await connection.close()
+        """Give the connection back (its transaction rolls back: the path only reads). A
+        connection that fails to close is the pool's to replace, not the answer's concern."""
+        if self._connection is None:
+            return
+        try:
+            await self._connection.close()
+        except Exception as error:
+            logger.warning("closing a database connection failed: %r", error)
+        self._connection = None
 
     def visible(self, model: type[Any]) -> ColumnElement[bool]:
         """The rows of `model` the caller may see (the same rule the ORM sessions apply)."""

@@ -15,13 +15,25 @@ from sqlalchemy.ext.asyncio import (
 
 
 def create_engine(
-    url: URL, *, statement_timeout_ms: int | None = None, **options: Any
+    url: URL,
+    *,
+    statement_timeout_ms: int | None = None,
+    pool_size: int | None = None,
+    pool_timeout_seconds: float | None = None,
+    **options: Any,
 ) -> AsyncEngine:
     """Create the async engine for a database URL, with per-store connection setup.
 
     On PostgreSQL, `statement_timeout_ms` makes the server cancel any longer statement, so one
-    runaway query cannot hold a connection; SQLite has no such setting.
+    runaway query cannot hold a connection; SQLite has no such setting. `pool_size` caps the
+    connections (no overflow beyond it), and a checkout waits at most `pool_timeout_seconds`.
+    Connections are not pinged at checkout: a connection found dead fails its request once
+    and the pool then replaces every connection as old as it.
     """
+    if pool_size is not None:
+        options.update(pool_size=pool_size, max_overflow=0)
+    if pool_timeout_seconds is not None:
+        options["pool_timeout"] = pool_timeout_seconds
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
@@ -33,7 +45,7 @@ def create_engine(
     if statement_timeout_ms is not None:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
     connect_args: dict[str, Any] = {"timeout": 10, "server_settings": server_settings}
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
+    return create_async_engine(url, connect_args=connect_args, **options)
 
 
 def create_write_engine(url: URL, read_engine: AsyncEngine) -> AsyncEngine:

@@ -9,7 +9,11 @@ GraphQL-over-HTTP spec asks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,6 +22,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import HTTPRequestError, graphql_error_body, send_graphql_error
+
+logger = logging.getLogger(__name__)
 
 _JSON_TYPES = ("application/json", "application/graphql-response+json")
 
@@ -33,17 +39,18 @@ class GraphQLHTTPGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        body = b""
         try:
             if scope["method"] == "POST":
                 body = await self._read_body(scope, receive)
                 _check_post(Headers(scope=scope), body)
-                receive = _replay(body)
             elif scope["method"] == "GET":
                 _check_get(scope)
         except HTTPRequestError as error:
             await _send_error(send, error)
             return
-        await self.app(scope, receive, _rewrite_plain_text_errors(send))
+        answer = self.app(scope, _replay(body), _rewrite_plain_text_errors(send))
+        await _cancelled_when_client_leaves(answer, receive)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = Headers(scope=scope).get("content-length")
@@ -123,6 +130,33 @@ def _check_get(scope: Scope) -> None:
             raise HTTPRequestError(
                 405, f"{definition.operation.value}s are not allowed with GET; send a POST"
             )
+
+
+async def _cancelled_when_client_leaves(answer: Awaitable[None], receive: Receive) -> None:
+    """Answer the request, but stop (statements included) as soon as the client disconnects:
+    nobody would read the answer, and the connections it holds are better given to others."""
+    answering = asyncio.ensure_future(answer)
+    watching = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not answering.done():
+            answering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    if answering.cancelled() or not answering.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await answering
+        logger.info("the client disconnected; its request was cancelled")
+        return
+    answering.result()  # the answer's own failure, if any
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return once the client has gone (the server says so once the body has been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _replay(body: bytes) -> Receive:

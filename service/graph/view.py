@@ -19,7 +19,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
-from service.errors import UnauthenticatedError
+from service.errors import RETRY_AFTER_SECONDS, UnauthenticatedError
 from service.graph.context import Context
 
 EXAMPLE_REPORT_QUERY = """# The Callbacks Scheduled Details report: the last 7 days, first page.
@@ -144,12 +144,20 @@ class PomreportGraphQL(GraphQL[Context, None]):
     ) -> Response:
         """Statuses for requests that ran nothing (GraphQL over HTTP): 401 or 403 when refused
         for who is asking, 400 for any other request error (parse, validation, variables of
-        the wrong type, limits). Errors raised while executing, which carry a path, stay 200."""
+        the wrong type, limits). Errors raised while executing, which carry a path, stay 200,
+        except SERVICE_UNAVAILABLE (database down, no connection free in time): 503 with
+        Retry-After, so that clients and proxies back off and retry."""
         response = super().create_response(response_data, sub_response)
-        if not isinstance(response_data, dict) or response_data.get("data") is not None:
+        if not isinstance(response_data, dict):
             return response
         errors = cast(list[dict[str, Any]], response_data.get("errors") or [])
         codes = {(error.get("extensions") or {}).get("code") for error in errors}
+        if "SERVICE_UNAVAILABLE" in codes:
+            response.status_code = 503
+            response.headers["retry-after"] = str(RETRY_AFTER_SECONDS)
+            return response
+        if response_data.get("data") is not None:
+            return response
         if codes == {"UNAUTHENTICATED"}:
             response.status_code = 401
             response.headers["www-authenticate"] = 'Bearer realm="pomreport"'

@@ -7,10 +7,13 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -217,8 +220,25 @@ def transport_environment(request: pytest.FixtureRequest) -> dict[str, str]:
     return {}
 
 
+@dataclass(frozen=True)
+class _Instance:
+    """A `pomreport serve` process and the address it listens on."""
+
+    address: str
+    pid: int
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes `serve --workers N` started (multiprocessing's spawned ones)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [
+            int(child)
+            for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+
+
 @contextlib.asynccontextmanager
-async def _serve(url: URL, extra: dict[str, str]) -> AsyncIterator[str]:
+async def _serve(url: URL, extra: dict[str, str], *arguments: str) -> AsyncIterator[_Instance]:
     port = _free_port()
     environment = {
         **os.environ,
@@ -227,7 +247,7 @@ async def _serve(url: URL, extra: dict[str, str]) -> AsyncIterator[str]:
         "POMREPORT_EXPIRY_SWEEP_SECONDS": "0",
     }
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        *[sys.executable, "-m", "service.cli", "serve", "--port", str(port), *arguments],
         env=environment,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -245,7 +265,7 @@ async def _serve(url: URL, extra: dict[str, str]) -> AsyncIterator[str]:
                 assert process.returncode is None, "serve exited"
                 assert time.monotonic() < deadline, "serve did not become ready"
                 await asyncio.sleep(0.1)
-        yield f"127.0.0.1:{port}"
+        yield _Instance(f"127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 20)
@@ -255,9 +275,10 @@ async def test_change_made_on_one_instance_reaches_subscribers_of_another(
     postgresql_url: URL, transport_environment: dict[str, str]
 ) -> None:
     async with (
-        _serve(postgresql_url, transport_environment) as first,
-        _serve(postgresql_url, transport_environment) as second,
+        _serve(postgresql_url, transport_environment) as first_instance,
+        _serve(postgresql_url, transport_environment) as second_instance,
     ):
+        first, second = first_instance.address, second_instance.address
         await _prepare(f"http://{second}")
         protocol = _Protocol("graphql-transport-ws")
         connection = await _subscribe(f"ws://{first}/graphql", protocol)
@@ -284,3 +305,54 @@ async def test_change_made_on_one_instance_reaches_subscribers_of_another(
         assert change["callback"]["callbackId"] == "CB-MEASURED"
         assert elapsed < 1.0
         await connection.close()
+
+
+async def test_two_workers_serve_one_port_and_every_subscriber_gets_each_change_once(
+    postgresql_url: URL, transport_environment: dict[str, str]
+) -> None:
+    async with _serve(postgresql_url, transport_environment, "--workers", "2") as instance:
+        assert len(instance.worker_pids()) == 2
+        base_url = f"http://{instance.address}"
+        await _prepare(base_url)
+        protocol = _Protocol("graphql-transport-ws")
+        # Each WebSocket is accepted by whichever worker the kernel hands it to.
+        connections = [
+            await _subscribe(f"ws://{instance.address}/graphql", protocol) for _ in range(8)
+        ]
+        # Subscriptions start asynchronously: schedule until every subscriber has had a change.
+        waiting = set(range(len(connections)))
+        for number in range(50):
+            await _post(base_url, SCHEDULE, _schedule_variables(f"WARM{number}"))
+            for index in list(waiting):
+                with contextlib.suppress(TimeoutError):
+                    await _next_change(connections[index], protocol, 0.2)
+                    waiting.discard(index)
+            if not waiting:
+                break
+        assert not waiting, f"subscribers {sorted(waiting)} got no change"
+        for connection in connections:  # drain the warm-up
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    await _next_change(connection, protocol, 0.3)
+        await _post(base_url, SCHEDULE, _schedule_variables("CB-WORKERS"))
+        for connection in connections:
+            change = await _next_change(connection, protocol, 2.0)
+            assert change["callback"]["callbackId"] == "CB-WORKERS"
+            with pytest.raises(TimeoutError):  # once, not once per worker
+                await _next_change(connection, protocol, 0.3)
+            await connection.close()
+
+
+def test_serve_refuses_several_workers_on_sqlite_without_redis(tmp_path: Path) -> None:
+    environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "1", "--workers", "2"],
+        env={**environment, "DATABASE_URL": f"sqlite:///{tmp_path / 'pomreport.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "--workers 2 needs status-change events" in result.stderr
+    assert "Traceback" not in result.stderr
