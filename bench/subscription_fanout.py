@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python bench/subscription_fanout.py [--subscribers 1000] [--changes 100]
-        [--database-url URL | --postgresql-server URL] [--settle] [--compression none]
+        [--filters K] [--database-url URL | --postgresql-server URL] [--settle]
+        [--compression none]
         [--connect-concurrency 50] [--stall-seconds 30] [--json FILE] [--server-profile FILE]
 
 The server is the real `pomreport serve` in a child process (`python -m service.cli serve` on a
@@ -80,6 +81,14 @@ PROTOCOL = Subprotocol("graphql-transport-ws")
 
 SUBSCRIPTION = """subscription {
   callbackStatusChanged { previousStatus status changedAt callback { callbackId callbackStatus } }
+}"""
+# With --filters K: the other half of the subscribers, spread over K filters that each admit
+# every change (the run's campaign and one more name of their own), so every subscriber still
+# gets every change but the server sees K + 1 kinds of subscriber.
+FILTERED_SUBSCRIPTION = """subscription($filter: CallbackStatusChangedFilter) {
+  callbackStatusChanged(filter: $filter) {
+    previousStatus status changedAt callback { callbackId callbackStatus }
+  }
 }"""
 SETUP = """mutation {
   upsertAgent(input: {agentId: "A1", name: "Ava"}) { agentId }
@@ -320,7 +329,18 @@ async def read_frames(subscriber: Subscriber, progress: Progress) -> None:
     subscriber.closed = True
 
 
-async def open_subscriber(url: str, compression: str | None, progress: Progress) -> Subscriber:
+def subscription_payload(index: int, subscribers: int, filters: int) -> dict[str, Any]:
+    """What subscriber `index` subscribes to: the shared document for the first half (all
+    of them without --filters), else one of the filters."""
+    if filters == 0 or index < subscribers // 2:
+        return {"query": SUBSCRIPTION}
+    names = ["Spring Renewals", f"Other {index % filters}"]
+    return {"query": FILTERED_SUBSCRIPTION, "variables": {"filter": {"campaignNames": names}}}
+
+
+async def open_subscriber(
+    url: str, compression: str | None, progress: Progress, payload: dict[str, Any]
+) -> Subscriber:
     connection = await connect(
         url,
         subprotocols=[PROTOCOL],
@@ -334,9 +354,7 @@ async def open_subscriber(url: str, compression: str | None, progress: Progress)
     ack = json.loads(await asyncio.wait_for(connection.recv(), 60))
     if ack.get("type") != "connection_ack":
         raise BenchError(f"expected connection_ack, got {ack}")
-    await connection.send(
-        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
-    )
+    await connection.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
     subscriber = Subscriber(connection)
     subscriber.reader = asyncio.create_task(read_frames(subscriber, progress))
     return subscriber
@@ -457,6 +475,7 @@ def tally(subscribers: Sequence[Subscriber], prefix: str, started: Sequence[floa
 class Options:
     subscribers: int
     changes: int
+    filters: int
     settle: bool
     compression: str | None
     connect_concurrency: int
@@ -498,7 +517,12 @@ async def measure(
     url = f"ws://{server.address}/graphql"
     connect_started = time.monotonic()
     subscribers = await bounded_gather(
-        [open_subscriber(url, options.compression, progress) for _ in range(n)],
+        [
+            open_subscriber(
+                url, options.compression, progress, subscription_payload(i, n, options.filters)
+            )
+            for i in range(n)
+        ],
         options.connect_concurrency,
     )
     connect_seconds = time.monotonic() - connect_started
@@ -577,6 +601,7 @@ async def measure(
     return {
         "store": store,
         "subscribers": n,
+        "filters": options.filters,
         "changes": m,
         "settle": options.settle,
         "compression": options.compression or "none",
@@ -618,7 +643,8 @@ async def measure(
 
 def report(result: dict[str, Any]) -> None:
     print(
-        f"\nsubscription fan-out: {result['store']}, {result['subscribers']:,} subscribers, "
+        f"\nsubscription fan-out: {result['store']}, {result['subscribers']:,} subscribers "
+        f"({result['filters']} filters), "
         f"{result['changes']} changes, {'settled' if result['settle'] else 'back-to-back'}, "
         f"compression {result['compression']}"
     )
@@ -703,6 +729,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument(
+        "--filters",
+        type=int,
+        default=0,
+        help="half the subscribers share one document, the other half spread over this many "
+        "filters (0: all share one document)",
+    )
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--database-url", help="use (and migrate) this database")
     store.add_argument(
@@ -730,6 +763,7 @@ def main() -> None:
     options = Options(
         subscribers=arguments.subscribers,
         changes=arguments.changes,
+        filters=arguments.filters,
         settle=arguments.settle,
         compression=None if arguments.compression == "none" else "deflate",
         connect_concurrency=arguments.connect_concurrency,
@@ -737,8 +771,9 @@ def main() -> None:
         server_profile=arguments.server_profile.resolve() if arguments.server_profile else None,
     )
     try:
-        # Each side holds one socket per subscriber; the server child inherits the limit.
-        raise_open_files_limit(arguments.subscribers * 2 + 512)
+        # Each side (this process, the server child, which inherits the limit) holds one
+        # socket per subscriber; the limit is per process.
+        raise_open_files_limit(arguments.subscribers + 1024)
         database: contextlib.AbstractContextManager[str]
         if arguments.database_url:
             database = contextlib.nullcontext(arguments.database_url)

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +40,8 @@ class DeliveredChange:
     previous_status: CallbackStatus | None
     status: CallbackStatus
     changed_at: dt.datetime
+    # What the change's subscribers share, built once by the first (the event they receive).
+    shared: dict[object, object] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import strawberry
 
 from service.db.models.callback import CallbackStatus
-from service.events.hub import ChangeFilter
+from service.events.hub import ChangeFilter, DeliveredChange
 from service.graph.context import Info
 from service.graph.nodes import CallbackNode
 
@@ -29,6 +30,24 @@ class CallbackStatusChange:
     previous_status: CallbackStatus | None
     status: CallbackStatus
     changed_at: dt.datetime
+    # The responses executed for this change, by what they depend on (operation, variables,
+    # row scope): every subscriber of the change gets this one object, so those that would
+    # get the same response share one execution (SubscriptionEventExecutionContext).
+    shared_results: strawberry.Private[dict[Any, Any]]
+
+    @classmethod
+    def of(cls, change: DeliveredChange) -> CallbackStatusChange:
+        """The change's one event object, made by its first subscriber."""
+        event = change.shared.get(cls)
+        if event is None:
+            event = change.shared[cls] = cls(
+                callback=CallbackNode.from_row(change.callback),
+                previous_status=change.previous_status,
+                status=change.status,
+                changed_at=change.changed_at,
+                shared_results={},
+            )
+        return cast(CallbackStatusChange, event)
 
 
 @strawberry.type(description="Live updates.")
@@ -55,9 +74,4 @@ class Subscription:
                 await info.context.recheck_key()
                 info.context.caller.require()
                 info.context.refresh_loaders()
-                yield CallbackStatusChange(
-                    callback=CallbackNode.from_row(change.callback),
-                    previous_status=change.previous_status,
-                    status=change.status,
-                    changed_at=change.changed_at,
-                )
+                yield CallbackStatusChange.of(change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -90,3 +91,45 @@ def test_subscription_legacy_graphql_ws_protocol(empty_graphql: GraphQLClient) -
         payload = _next_payload(websocket)
         assert (payload["callback"]["callbackId"], payload["status"]) == ("CB1", "ACTIVE")
         websocket.send_json({"id": "7", "type": "stop"})
+
+
+def _subscribe(websocket: WebSocketTestSession, variables: dict[str, Any]) -> None:
+    websocket.send_json({"type": "connection_init"})
+    assert websocket.receive_json()["type"] == "connection_ack"
+    websocket.send_json(
+        {
+            "id": "1",
+            "type": "subscribe",
+            "payload": {"query": SUBSCRIPTION, "variables": variables},
+        }
+    )
+
+
+def test_subscribers_with_one_document_and_variables_share_one_execution_per_change(
+    empty_graphql: GraphQLClient,
+) -> None:
+    _setup(empty_graphql)
+    _schedule(empty_graphql, "CB0")
+    # What the mutation itself reads of contacts, with nobody subscribed.
+    alone = sum("FROM contact" in statement for statement in empty_graphql.statements)
+    kinds = [{}, {}, {}, {}, {"filter": {"contactId": "C1"}}, {"filter": {"contactId": "C1"}}]
+    with contextlib.ExitStack() as stack:
+        websockets = [
+            stack.enter_context(
+                empty_graphql.client.websocket_connect(
+                    "/graphql", subprotocols=["graphql-transport-ws"]
+                )
+            )
+            for _ in kinds
+        ]
+        for websocket, variables in zip(websockets, kinds, strict=True):
+            _subscribe(websocket, variables)
+        wait_for_subscribers(empty_graphql, len(kinds))
+        _schedule(empty_graphql, "CB1", callId="CALL-2")
+        payloads = [_next_payload(websocket) for websocket in websockets]
+        assert all(payload == payloads[0] for payload in payloads)
+        assert payloads[0]["callback"]["contact"] == {"contactId": "C1"}
+        # Two kinds of subscriber (no filter; the C1 filter): two executions, each loading
+        # the contact once, for six subscribers.
+        loads = sum("FROM contact" in statement for statement in empty_graphql.statements)
+        assert loads - alone == 2, empty_graphql.statements
