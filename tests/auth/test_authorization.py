@@ -499,3 +499,52 @@ def test_an_agent_subscriber_receives_only_changes_to_its_callbacks(
                 for _ in range(count)
             ]
     assert received == {"agent": ["ASSIGNED-1"], "viewer": ["HIDDEN-1", "ASSIGNED-1"]}
+
+
+NESTED_SUBSCRIPTION = """subscription { callbackStatusChanged { callback {
+  callbackId contact { contactId callbacks { totalCount } }
+} } }"""
+
+
+def test_subscribers_share_an_execution_only_within_one_row_scope(
+    secured: SecuredService,
+) -> None:
+    # An agent and a viewer with one document: the nested connection counts the contact's
+    # callbacks each may see, so a result shared across scopes would show in the agent's.
+    payloads: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        sockets: dict[str, WebSocketTestSession] = {}
+        for role in ("viewer", "agent", "viewer-2"):
+            websocket = stack.enter_context(
+                secured.api.client.websocket_connect(
+                    "/graphql", subprotocols=["graphql-transport-ws"]
+                )
+            )
+            key = secured.keys[role.removesuffix("-2")]
+            websocket.send_json(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+            )
+            assert websocket.receive_json()["type"] == "connection_ack"
+            websocket.send_json(
+                {"id": "1", "type": "subscribe", "payload": {"query": NESTED_SUBSCRIPTION}}
+            )
+            sockets[role] = websocket
+        wait_for_subscribers(secured.api, 3)
+        _schedule_as_operator(
+            secured, "ASSIGNED-2", creator=secured.agent_id, created_for=secured.agent_id
+        )
+        for role, websocket in sockets.items():
+            change = websocket.receive_json()["payload"]["data"]["callbackStatusChanged"]
+            payloads[role] = change["callback"]
+    contact_id = payloads["agent"]["contact"]["contactId"]
+    seen = {}
+    for role in ("agent", "viewer"):
+        secured.use(role)
+        seen[role] = secured.api.data(
+            "query($id: String!) { contact(contactId: $id) { callbacks { totalCount } } }",
+            {"id": contact_id},
+        )["contact"]["callbacks"]["totalCount"]
+    assert seen["agent"] < seen["viewer"]
+    assert payloads["agent"]["contact"]["callbacks"]["totalCount"] == seen["agent"]
+    assert payloads["viewer"]["contact"]["callbacks"]["totalCount"] == seen["viewer"]
+    assert payloads["viewer-2"] == payloads["viewer"]
