@@ -152,6 +152,7 @@ class Run:
         self._connect = connect
         self._spare_connection = spare_connection
         self._connection: Any = None
+        self._connection_lock = asyncio.Lock()
         self.scope = scope
         self.variable_values = variable_values
         self.settings = settings
@@ -166,9 +167,12 @@ class Run:
         if beside and self._spare_connection():
             async with self._connect() as connection:
                 return (await connection.execute(statement)).all()  # type: ignore[no-any-return]
-        if self._connection is None:
-            self._connection = await self._connect()
-        return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
+        # One statement at a time on the first connection, which is opened once: a count
+        # that found no spare connection runs here too, between the page's statements.
+        async with self._connection_lock:
+            if self._connection is None:
+                self._connection = await self._connect()
+            return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Give the connection back (its transaction rolls back: the path only reads). A
