@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CALLBACKS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check schema bench clean
+.PHONY: install run test lint check schema bench bench-peers clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -38,6 +38,14 @@ schema: install
 
 bench: install
 	$(BIN)/python bench/seed_load.py --callbacks $(CALLBACKS)
+
+# pomreport beside PostGraphile 5 on the seedbench database; Node 22 comes from npm (node@22).
+# Flags through PEERS_ARGS, e.g. make bench-peers PEERS_ARGS='--scenarios a --duration 5'.
+bench-peers: install
+	@test -d bench/peers/node_modules || (cd bench/peers && npm ci --no-audit --no-fund)
+	@bench/peers/node_modules/.bin/node --version > /dev/null \
+		|| { echo "bench/peers/node_modules/.bin/node does not run; rm -rf bench/peers/node_modules and retry"; exit 1; }
+	$(BIN)/python bench/peers/peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) pomreport.db pomreport.db-wal pomreport.db-shm
