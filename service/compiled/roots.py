@@ -9,7 +9,7 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLObjectType
 from graphql.execution.collect_fields import FieldDetails
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, select
 
 from service.compiled.entities import ENTITY_TYPES, EntityType
 from service.compiled.rows import (
@@ -180,11 +180,14 @@ class EntityLookup:
 
     async def load(self, run: Run, key: Any) -> Any:
         model = self.entity.model
-        rows = await run.rows(
-            self.shape.select_from(model.__table__).where(
-                getattr(model, self.entity.key) == key, run.visible(model)
-            )
+        table = model.__table__
+        found = (
+            select(*table.c)
+            .where(getattr(model, self.entity.key) == key, run.visible(model))
+            .subquery("found")
         )
+        # The row is found first and its relations joined to it alone (as for a page).
+        rows = await run.rows(self.shape.select_from(found))
         if not rows:
             return None
         await fetch_children(self.shape, run, rows)

@@ -54,6 +54,7 @@ from service.graph.pagination import (
     SortKey,
     encode_cursor_values,
     first_ranks,
+    order_clauses,
     page_of,
     page_request,
     page_statement,
@@ -483,10 +484,13 @@ class AttemptsPlan(ChildPlan):
         grouped: dict[Any, list[Row]] = {}
         if keys:
             table = CallbackAttempt.__table__
-            attempts = await run.rows(
-                self.shape.select_from(table)
+            matching = (
+                select(*table.c)
                 .where(CallbackAttempt.callback_id.in_(keys), run.visible(CallbackAttempt))
-                .order_by(CallbackAttempt.attempted_at, CallbackAttempt.id)
+                .subquery("attempts")
+            )
+            attempts = await run.rows(
+                self.shape.select_from(matching).order_by(matching.c.attempted_at, matching.c.id)
             )
             key_index = self.shape.root.index("callback_id")
             for attempt in attempts:
@@ -676,9 +680,9 @@ class NestedConnectionPlan(ChildPlan):
                 request.keys,
                 request.page,
             )
-            children = await run.rows(
-                first_ranks(self.shape.select_from(inner), inner, request.page)
-            )
+            # Each parent's page cut first, then joined (see root_connection_statement).
+            page = first_ranks(select(*inner.c), inner, request.page).subquery("page")
+            children = await run.rows(self.shape.select_from(page).order_by(page.c.page_rank))
             key_index = self.shape.root.index(self.source.parent_attribute)
             grouped: dict[Any, list[Row]] = {key: [] for key in keys}
             for child in children:
@@ -698,10 +702,20 @@ class NestedConnectionPlan(ChildPlan):
 def root_connection_statement(
     shape: RowShape, declaration: EntityQueryDeclaration, request: ConnectionRequest, run: Run
 ) -> Select[Any]:
-    """One page of a top-level connection: the rows beyond the cursor, one extra to peek."""
+    """One page of a top-level connection: the rows beyond the cursor, one extra to peek.
+
+    The page is cut from the root table in a subquery and the to-one relations are joined to
+    its rows only: PostgreSQL then plans a join of a few dozen rows, not of the whole table
+    (at 1M callbacks, 0.5 ms of planning instead of 5 ms for the report's six tables, paid
+    on every request since statements are planned for their parameters)."""
     model = declaration.model
-    statement = shape.select_from(model.__table__).where(request.condition, run.visible(model))
-    return page_statement(statement, request.keys, request.page)
+    table = model.__table__
+    page = page_statement(
+        select(*table.c).where(request.condition, run.visible(model)), request.keys, request.page
+    ).subquery("page")
+    return shape.select_from(page).order_by(
+        *order_clauses(request.keys, backward=request.page.backward, on=page)
+    )
 
 
 async def count_visible(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, Subquery, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -94,12 +94,16 @@ def page_request(
     return PageRequest(limit=size, cursor_values=values, backward=backward, has_cursor=bool(cursor))
 
 
-def order_clauses(keys: Sequence[SortKey], *, backward: bool) -> list[ColumnElement[Any]]:
-    """ORDER BY terms; reversed when paging backward."""
-    return [
-        key.field.column.desc() if key.descending != backward else key.field.column.asc()
-        for key in keys
-    ]
+def order_clauses(
+    keys: Sequence[SortKey], *, backward: bool, on: FromClause | None = None
+) -> list[ColumnElement[Any]]:
+    """ORDER BY terms; reversed when paging backward. `on`: a subquery holding the entity's
+    columns by their attribute names, to order its rows instead of the table's."""
+    clauses: list[ColumnElement[Any]] = []
+    for key in keys:
+        column = key.field.column if on is None else on.c[key.field.attribute]
+        clauses.append(column.desc() if key.descending != backward else column.asc())
+    return clauses
 
 
 def after_cursor_condition(
