@@ -15,6 +15,7 @@ is the general path's own.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FragmentDetails, collect_fields
 from graphql.execution.values import VariableValues, get_variable_values
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
@@ -151,10 +153,10 @@ class CompiledQueries:
         plan = self._plan(compiled, execution_context, variable_values)
         if plan is None:
             return None
-        engine = context.unscoped_session_maker.kw["bind"]
+        engine = reading_engine(context)
         try:
             run = Run(
-                engine.connect,
+                _reader(engine).connect,
                 lambda: has_idle_connection(engine.pool),
                 context.caller.row_scope,
                 variable_values,
@@ -188,7 +190,9 @@ class CompiledQueries:
         execution_context: ExecutionContext,
         variable_values: VariableValues,
     ) -> OperationPlan | None:
-        key = tuple(variable_values.coerced.get(name) for name in compiled.directive_variables)
+        # A plan is made for one store (PostgreSQL aggregates what SQLite fetches apart).
+        store = reading_engine(execution_context.context).dialect.name
+        key = (store, *(variable_values.coerced.get(name) for name in compiled.directive_variables))
         if key not in compiled.plans:
             try:
                 compiled.plans[key] = _plan_operation(compiled, execution_context, variable_values)
@@ -227,12 +231,15 @@ def _plan_operation(
     graphql_schema = strawberry_schema._schema
     query_type = graphql_schema.query_type
     assert query_type is not None
+    context = execution_context.context
+    assert isinstance(context, Context)
     compilation = Compilation(
         graphql_schema,
         strawberry_schema,
         compiled.fragments,
         variable_values,
         compiled.operation,
+        reading_engine(context).dialect,
     )
     collected = collect_fields(
         graphql_schema, compiled.fragments, variable_values, query_type, compiled.operation
@@ -249,6 +256,31 @@ def _plan_operation(
         for key, details in collected.grouped_field_set.items()
     )
     return OperationPlan(roots, compilation.slots)
+
+
+def reading_engine(context: Context) -> AsyncEngine:
+    """The engine the request's reads go to."""
+    engine: AsyncEngine = context.unscoped_session_maker.kw["bind"]
+    return engine
+
+
+_autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reader(engine: AsyncEngine) -> AsyncEngine:
+    """On PostgreSQL, the engine with its connections in autocommit (same pool): the path
+    only reads, each of its connections runs one statement (the page with its attempts, or
+    a count), and READ COMMITTED gives every statement its own snapshot anyway, so BEGIN
+    and ROLLBACK would be two round trips that buy nothing. SQLite sends neither for reads."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    reader = _autocommit_engines.get(engine)
+    if reader is None:
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[engine] = reader
+    return reader
 
 
 def has_idle_connection(pool: Pool) -> bool:

@@ -101,6 +101,9 @@ class RootConnectionPlan(RootPlan):
         page, total = await page_and_count(
             fetch_page, count_rows if self.connection.needs_count else count
         )
+        # Every row is in; the connection goes back before the response is built, so
+        # under load requests hold connections only while their statements run.
+        await run.close()
         own_count = total if self.connection.needs_count else None
         return self.connection.build(page, own_count, request.keys, run.results), total
 
@@ -187,11 +190,11 @@ class EntityLookup:
             .subquery("found")
         )
         # The row is found first and its relations joined to it alone (as for a page).
-        rows = await run.rows(self.shape.select_from(found))
-        if not rows:
-            return None
-        await fetch_children(self.shape, run, rows)
-        return self.build(rows[0], run.results)
+        rows = await run.rows(self.shape.select_from(found, run))
+        if rows:
+            await fetch_children(self.shape, run, rows)
+        await run.close()  # as for a page: no connection held while building
+        return self.build(rows[0], run.results) if rows else None
 
 
 class LookupPlan(RootPlan):

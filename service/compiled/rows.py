@@ -32,6 +32,9 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values
 from sqlalchemy import ColumnElement, FromClause, Select, and_, func, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import NullType
 from strawberry.types.arguments import convert_arguments
 
 from service.auth.row_scope import RowScope
@@ -89,6 +92,8 @@ class Compilation:
     fragments: dict[str, FragmentDetails]
     variable_values: VariableValues
     operation: OperationDefinitionNode
+    # The store's dialect: on PostgreSQL a callback's attempts come in its own row.
+    dialect: Dialect
     slots: int = 0
 
     def subfields(self, object_type: GraphQLObjectType, details: list[FieldDetails]) -> FieldGroups:
@@ -176,8 +181,9 @@ class Run:
             return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        """Give the connection back (its transaction rolls back: the path only reads). A
-        connection that fails to close is the pool's to replace, not the answer's concern."""
+        """Give the connection back (its transaction, if any, rolls back: the path only
+        reads); a later statement takes one again. A connection that fails to close is the
+        pool's to replace, not the answer's concern."""
         if self._connection is None:
             return
         try:
@@ -331,27 +337,46 @@ class Occurrence:
         return self.joins[relation_name][1]
 
 
+# One column computed from an occurrence's selectable (e.g. a callback's attempts as an array).
+# Built per request: it may carry the request's row scope.
+AggregateColumn = Callable[[FromClause, "Run"], ColumnElement[Any]]
+
+
 class RowShape:
-    """The row layout of one statement: the root entity and its joined relations."""
+    """The row layout of one statement: the root entity, its joined relations and any
+    aggregate columns, in the order their places in the row were given out."""
 
     def __init__(self, entity: EntityType) -> None:
         self.width = 0
         self.occurrences: list[Occurrence] = []
+        self._parts: list[Occurrence | tuple[Occurrence, AggregateColumn]] = []
         self.root = self.add(entity, None, outer=False)
 
     def add(self, entity: EntityType, alias: FromClause | None, *, outer: bool) -> Occurrence:
         occurrence = Occurrence(self, entity, alias, outer=outer)
         self.occurrences.append(occurrence)
+        self._parts.append(occurrence)
         self.width += len(occurrence.attributes)
         return occurrence
 
-    def select_from(self, root: FromClause) -> Select[Any]:
-        """SELECT every occurrence's columns FROM the root joined to each relation."""
-        columns = [
-            (root if occurrence.alias is None else occurrence.alias).c[attribute]
-            for occurrence in self.occurrences
-            for attribute in occurrence.attributes
-        ]
+    def add_aggregate(self, occurrence: Occurrence, column: AggregateColumn) -> int:
+        """A column computed over an occurrence's row; its place in the statement's rows."""
+        self._parts.append((occurrence, column))
+        self.width += 1
+        return self.width - 1
+
+    def select_from(self, root: FromClause, run: Run) -> Select[Any]:
+        """SELECT every occurrence's columns (and aggregates) FROM the root joined to each
+        relation."""
+        columns: list[ColumnElement[Any]] = []
+        for part in self._parts:
+            if isinstance(part, Occurrence):
+                selectable = root if part.alias is None else part.alias
+                columns.extend(selectable.c[attribute] for attribute in part.attributes)
+            else:
+                occurrence, aggregate = part
+                selectable = root if occurrence.alias is None else occurrence.alias
+                columns.append(aggregate(selectable, run))
         return select(*columns).select_from(self._join(root, self.root, root))
 
     def _join(self, clause: Any, occurrence: Occurrence, selectable: FromClause) -> Any:
@@ -376,6 +401,12 @@ async def fetch_children(shape: RowShape, run: Run, rows: Sequence[Row]) -> None
 def parent_keys(rows: Sequence[Row], index: int) -> list[Any]:
     """The distinct non-null keys at `index`, in first-seen order."""
     return list(dict.fromkeys(row[index] for row in rows if row[index] is not None))
+
+
+def _result_processors(table: FromClause, dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+    """How each column's raw driver value becomes what the ORM would give (enum members,
+    UTC datetimes), for values that come in an array rather than as the statement's columns."""
+    return [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in table.c]
 
 
 def entity_builder(
@@ -469,9 +500,59 @@ class AttemptsPlan(ChildPlan):
         self.item = entity_builder(
             compilation, object_type_of(field.type), details, self.shape.root
         )
-        parent.children.append(self)
+        self.aggregate_index: int | None = None
+        if compilation.dialect.name == "postgresql" and not self.shape.root.joins:
+            # One array of row values per callback, in the callback's own row: no statement
+            # of its own. Attempts that need a relation joined keep theirs.
+            self.aggregate_index = parent.shape.add_aggregate(parent, self._aggregate)
+            self.processors = _result_processors(CallbackAttempt.__table__, compilation.dialect)
+        else:
+            parent.children.append(self)
+
+    @staticmethod
+    def _aggregate(callbacks: FromClause, run: Run) -> ColumnElement[Any]:
+        """The callback's visible attempts, oldest first, as an array of row values (NULL
+        when it has none)."""
+        attempts = CallbackAttempt.__table__
+        return (
+            select(
+                func.array_agg(
+                    aggregate_order_by(
+                        func.row(*attempts.c), attempts.c.attempted_at, attempts.c.id
+                    ),
+                    type_=NullType(),
+                )
+            )
+            .where(
+                attempts.c.callback_id == callbacks.c.callback_id,
+                run.visible(CallbackAttempt),
+            )
+            .scalar_subquery()
+        )
+
+    def _aggregated_builder(self, index: int) -> Builder:
+        item, processors = self.item, self.processors
+
+        def build(row: Row, results: Results) -> list[Any]:
+            attempts = row[index]
+            if not attempts:
+                return []
+            return [
+                item(
+                    [
+                        value if process is None else process(value)
+                        for process, value in zip(processors, attempt, strict=True)
+                    ],
+                    results,
+                )
+                for attempt in attempts
+            ]
+
+        return build
 
     def builder(self) -> Builder:
+        if self.aggregate_index is not None:
+            return self._aggregated_builder(self.aggregate_index)
         slot, parent_index, item = self.slot, self.parent_index, self.item
 
         def build(row: Row, results: Results) -> list[Any]:
@@ -490,7 +571,9 @@ class AttemptsPlan(ChildPlan):
                 .subquery("attempts")
             )
             attempts = await run.rows(
-                self.shape.select_from(matching).order_by(matching.c.attempted_at, matching.c.id)
+                self.shape.select_from(matching, run).order_by(
+                    matching.c.attempted_at, matching.c.id
+                )
             )
             key_index = self.shape.root.index("callback_id")
             for attempt in attempts:
@@ -682,7 +765,7 @@ class NestedConnectionPlan(ChildPlan):
             )
             # Each parent's page cut first, then joined (see root_connection_statement).
             page = first_ranks(select(*inner.c), inner, request.page).subquery("page")
-            children = await run.rows(self.shape.select_from(page).order_by(page.c.page_rank))
+            children = await run.rows(self.shape.select_from(page, run).order_by(page.c.page_rank))
             key_index = self.shape.root.index(self.source.parent_attribute)
             grouped: dict[Any, list[Row]] = {key: [] for key in keys}
             for child in children:
@@ -713,7 +796,7 @@ def root_connection_statement(
     page = page_statement(
         select(*table.c).where(request.condition, run.visible(model)), request.keys, request.page
     ).subquery("page")
-    return shape.select_from(page).order_by(
+    return shape.select_from(page, run).order_by(
         *order_clauses(request.keys, backward=request.page.backward, on=page)
     )
 
