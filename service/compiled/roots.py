@@ -26,6 +26,7 @@ from service.compiled.rows import (
     page_and_count,
     plain_builder,
     root_connection_statement,
+    row_columns,
     strawberry_python_name,
 )
 from service.errors import BadUserInputError
@@ -185,7 +186,7 @@ class EntityLookup:
         model = self.entity.model
         table = model.__table__
         found = (
-            select(*table.c)
+            select(*row_columns(table))
             .where(getattr(model, self.entity.key) == key, run.visible(model))
             .subquery("found")
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values
-from sqlalchemy import ColumnElement, FromClause, Select, and_, func, select, true
+from sqlalchemy import ColumnElement, FromClause, Select, and_, func, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
@@ -47,6 +48,7 @@ from service.compiled.entities import (
     NestedConnection,
     ToOne,
 )
+from service.compiled.expressions import Expressions, dict_display, unless_null
 from service.db.models import Callback, CallbackAttempt
 from service.errors import UnauthenticatedError
 from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
@@ -201,6 +203,15 @@ class Run:
         return true()
 
 
+@functools.cache
+def row_columns(table: FromClause) -> tuple[ColumnElement[Any], ...]:
+    """A table's columns as a subquery should select them: labelled by their keys and of
+    their own types, as plain column expressions. A subquery of the Column objects themselves
+    makes a schema Column for each on first use of its `.c` (with events attached), which
+    cost 0.3 ms per statement; of these, 0.08 ms. Made once, shared by every statement."""
+    return tuple(type_coerce(column, column.type).label(column.key) for column in table.c)
+
+
 def strawberry_python_name(field: GraphQLField) -> str:
     """The Python name of a schema field, from the Strawberry definition behind it."""
     definition = field.extensions.get("strawberry-definition")
@@ -250,21 +261,6 @@ def leaf_serializer(output_type: GraphQLOutputType) -> Callable[[Any], Any]:
 
 def _constant_value(value: Any) -> Callable[[Any], Any]:
     return lambda _ignored: value
-
-
-def constant(value: Any) -> Builder:
-    """A field whose value is the same for every row, e.g. `__typename`."""
-    return lambda _row, _results: value
-
-
-def object_builder(fields: list[tuple[str, Builder]]) -> Builder:
-    """A response object: each response key with its field's value, in selection order."""
-    pairs = tuple(fields)
-
-    def build(row: Row, results: Results) -> dict[str, Any]:
-        return {key: field(row, results) for key, field in pairs}
-
-    return build
 
 
 def plain_builder(
@@ -415,66 +411,78 @@ def entity_builder(
     details: list[FieldDetails],
     occurrence: Occurrence,
 ) -> Builder:
-    """A node object built from its occurrence in a row (and what child plans fetched)."""
+    """A node object built from its occurrence in a row (and what child plans fetched), by
+    one generated function."""
+    expressions = Expressions()
+    source = entity_expression(compilation, object_type, details, occurrence, expressions)
+    return expressions.function(source)
+
+
+def entity_expression(
+    compilation: Compilation,
+    object_type: GraphQLObjectType,
+    details: list[FieldDetails],
+    occurrence: Occurrence,
+    expressions: Expressions,
+) -> str:
+    """The source of an expression that builds the node object from `row` and `results`."""
     entity = occurrence.entity
-    fields: list[tuple[str, Builder]] = []
+    entries: list[tuple[str, str]] = []
     for key, name, field_details in compilation.selections(object_type, details):
         if name == "__typename":
-            fields.append((key, constant(object_type.name)))
+            entries.append((key, repr(object_type.name)))
             continue
         field = object_type.fields[name]
         python_name = strawberry_python_name(field)
         if python_name == "id":
-            fields.append((key, _global_id_field(entity, occurrence)))
+            node_key = f"row[{occurrence.index(entity.key)}]"
+            entries.append((key, f"{expressions.name(global_id)}({entity.name!r}, {node_key})"))
             continue
         source = entity.source(python_name)
         if isinstance(source, Column):
-            fields.append((key, _column_field(occurrence.index(source.attribute), field)))
+            value = f"row[{occurrence.index(source.attribute)}]"
+            entries.append((key, leaf_expression(value, field.type, expressions)))
         elif isinstance(source, Computed):
-            fields.append((key, _computed_field(source, occurrence, field)))
+            entries.append((key, _computed_expression(source, occurrence, field, expressions)))
         elif isinstance(source, ToOne):
             joined = occurrence.joined(python_name)
             target_type = object_type_of(field.type)
-            target = entity_builder(compilation, target_type, field_details, joined)
-            fields.append((key, _to_one_field(target, joined.index(source.remote), source)))
+            target = entity_expression(compilation, target_type, field_details, joined, expressions)
+            if source.nullable:
+                target = unless_null(f"row[{joined.index(source.remote)}]", target)
+            entries.append((key, target))
         elif isinstance(source, Attempts):
             attempts = AttemptsPlan(compilation, occurrence, field, field_details)
-            fields.append((key, attempts.builder()))
+            entries.append((key, f"{expressions.name(attempts.builder())}(row, results)"))
         elif isinstance(source, NestedConnection):
             connection = NestedConnectionPlan(compilation, occurrence, source, field, field_details)
-            fields.append((key, connection.builder()))
+            entries.append((key, f"{expressions.name(connection.builder())}(row, results)"))
         else:
             raise NotCompilableError(f"{object_type.name}.{name}")
-    return object_builder(fields)
+    return dict_display(entries)
 
 
-def _global_id_field(entity: EntityType, occurrence: Occurrence) -> Builder:
-    index = occurrence.index(entity.key)
-    type_name = entity.name
-    return lambda row, _results: global_id(type_name, row[index])
-
-
-def _column_field(index: int, field: GraphQLField) -> Builder:
-    serialize = leaf_serializer(field.type)
+def leaf_expression(value: str, output_type: GraphQLOutputType, expressions: Expressions) -> str:
+    """The source that writes a row element (`value`, cheap to repeat) into the response as
+    graphql-core would: enums by name, DateTime in ISO 8601 with its offset. A null in a
+    non-null field raises, and the request goes to the general path, which reports it."""
+    serialize = leaf_serializer(output_type)
     if serialize is _identity:
-        return lambda row, _results: row[index]
-    return lambda row, _results: serialize(row[index])
+        return value
+    written = f"{value}.name" if serialize is _enum_name else f"{value}.isoformat()"
+    return written if isinstance(output_type, GraphQLNonNull) else unless_null(value, written)
 
 
-def _computed_field(source: Computed, occurrence: Occurrence, field: GraphQLField) -> Builder:
-    indexes = tuple(
-        (occurrence if relation is None else occurrence.joined(relation)).index(attribute)
-        for relation, attribute in source.inputs
+def _computed_expression(
+    source: Computed, occurrence: Occurrence, field: GraphQLField, expressions: Expressions
+) -> str:
+    arguments = ", ".join(
+        f"row[{(occurrence if relation is None else occurrence.joined(relation)).index(name)}]"
+        for relation, name in source.inputs
     )
-    compute = source.compute
+    value = f"{expressions.name(source.compute)}({arguments})"
     serialize = leaf_serializer(field.type)
-    return lambda row, _results: serialize(compute(*(row[index] for index in indexes)))
-
-
-def _to_one_field(target: Builder, key_index: int, relation: ToOne) -> Builder:
-    if not relation.nullable:
-        return target
-    return lambda row, results: None if row[key_index] is None else target(row, results)
+    return value if serialize is _identity else f"{expressions.name(serialize)}({value})"
 
 
 class ChildPlan:
@@ -482,6 +490,18 @@ class ChildPlan:
 
     async def fetch(self, run: Run, rows: Sequence[Row]) -> None:
         raise NotImplementedError
+
+
+@functools.cache
+def _attempts_array() -> Select[Any]:
+    """SELECT the attempts as one array of row values, oldest first (made once)."""
+    attempts = CallbackAttempt.__table__
+    return select(
+        func.array_agg(
+            aggregate_order_by(func.row(*attempts.c), attempts.c.attempted_at, attempts.c.id),
+            type_=NullType(),
+        )
+    )
 
 
 class AttemptsPlan(ChildPlan):
@@ -515,14 +535,7 @@ class AttemptsPlan(ChildPlan):
         when it has none)."""
         attempts = CallbackAttempt.__table__
         return (
-            select(
-                func.array_agg(
-                    aggregate_order_by(
-                        func.row(*attempts.c), attempts.c.attempted_at, attempts.c.id
-                    ),
-                    type_=NullType(),
-                )
-            )
+            _attempts_array()
             .where(
                 attempts.c.callback_id == callbacks.c.callback_id,
                 run.visible(CallbackAttempt),
@@ -566,7 +579,7 @@ class AttemptsPlan(ChildPlan):
         if keys:
             table = CallbackAttempt.__table__
             matching = (
-                select(*table.c)
+                select(*row_columns(table))
                 .where(CallbackAttempt.callback_id.in_(keys), run.visible(CallbackAttempt))
                 .subquery("attempts")
             )
@@ -620,21 +633,25 @@ class ConnectionBuilder:
 
     def _edge(
         self, compilation: Compilation, edge_type: GraphQLObjectType, details: list[FieldDetails]
-    ) -> list[tuple[str, str, Any]]:
-        edge: list[tuple[str, str, Any]] = []
+    ) -> Callable[[Row, Results, str], dict[str, Any]]:
+        """One generated function per edge: (row, results, cursor) -> the edge object."""
+        expressions = Expressions()
+        entries: list[tuple[str, str]] = []
         for key, name, field_details in compilation.selections(edge_type, details):
             if name == "__typename":
-                edge.append((key, name, edge_type.name))
+                entries.append((key, repr(edge_type.name)))
             elif name == "cursor":
                 self.needs_cursors = True
-                edge.append((key, name, None))
+                entries.append((key, "cursor"))
             elif name == "node":
                 node_type = object_type_of(edge_type.fields[name].type)
-                node = entity_builder(compilation, node_type, field_details, self.node_occurrence)
-                edge.append((key, name, node))
+                node = entity_expression(
+                    compilation, node_type, field_details, self.node_occurrence, expressions
+                )
+                entries.append((key, node))
             else:
                 raise NotCompilableError(f"{edge_type.name}.{name}")
-        return edge
+        return expressions.function(dict_display(entries), "row, results, cursor")
 
     def build(
         self, page: Page | None, count: int | None, keys: Sequence[SortKey], results: Results
@@ -651,28 +668,17 @@ class ConnectionBuilder:
             elif name == "totalCount":
                 connection[key] = count
             elif name == "edges":
-                connection[key] = [
-                    self._build_edge(detail, row, cursors[i] if cursors else "", results)
-                    for i, row in enumerate(rows)
-                ]
+                if cursors:
+                    connection[key] = [
+                        detail(row, results, cursor)
+                        for row, cursor in zip(rows, cursors, strict=True)
+                    ]
+                else:
+                    connection[key] = [detail(row, results, "") for row in rows]
             else:
                 assert page is not None
                 connection[key] = _page_info(detail, page, cursors)
         return connection
-
-    @staticmethod
-    def _build_edge(
-        fields: list[tuple[str, str, Any]], row: Row, cursor: str, results: Results
-    ) -> dict[str, Any]:
-        edge: dict[str, Any] = {}
-        for key, name, detail in fields:
-            if name == "node":
-                edge[key] = detail(row, results)
-            elif name == "cursor":
-                edge[key] = cursor
-            else:
-                edge[key] = detail
-        return edge
 
 
 def _page_info(fields: list[tuple[str, str, str]], page: Page, cursors: list[str]) -> Any:
@@ -756,7 +762,7 @@ class NestedConnectionPlan(ChildPlan):
         counts: dict[Any, int] = {}
         if keys and self.connection.needs_page:
             inner = ranked_by_parent(
-                list(model.__table__.c),
+                row_columns(model.__table__),
                 parent_column,
                 keys,
                 and_(request.condition, run.visible(model)),
@@ -794,7 +800,9 @@ def root_connection_statement(
     model = declaration.model
     table = model.__table__
     page = page_statement(
-        select(*table.c).where(request.condition, run.visible(model)), request.keys, request.page
+        select(*row_columns(table)).where(request.condition, run.visible(model)),
+        request.keys,
+        request.page,
     ).subquery("page")
     return shape.select_from(page, run).order_by(
         *order_clauses(request.keys, backward=request.page.backward, on=page)
