@@ -227,6 +227,25 @@ def _plan_operation(
     execution_context: ExecutionContext,
     variable_values: VariableValues,
 ) -> OperationPlan:
+    """The operation's plan, compiled twice: the first compilation selects every column and
+    records which ones the selection reads; the second selects only those."""
+    first = _compile_operation(compiled, execution_context, variable_values, None)
+    used = [frozenset(columns) for columns in first.compilation.recorded_columns]
+    return _compile_operation(compiled, execution_context, variable_values, used).plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    plan: OperationPlan
+    compilation: Compilation
+
+
+def _compile_operation(
+    compiled: CompiledDocument,
+    execution_context: ExecutionContext,
+    variable_values: VariableValues,
+    used_columns: list[frozenset[str]] | None,
+) -> _Compiled:
     strawberry_schema = execution_context.schema
     graphql_schema = strawberry_schema._schema
     query_type = graphql_schema.query_type
@@ -240,6 +259,7 @@ def _plan_operation(
         variable_values,
         compiled.operation,
         reading_engine(context).dialect,
+        used_columns,
     )
     collected = collect_fields(
         graphql_schema, compiled.fragments, variable_values, query_type, compiled.operation
@@ -255,7 +275,7 @@ def _plan_operation(
         )
         for key, details in collected.grouped_field_set.items()
     )
-    return OperationPlan(roots, compilation.slots)
+    return _Compiled(OperationPlan(roots, compilation.slots), compilation)
 
 
 def reading_engine(context: Context) -> AsyncEngine:

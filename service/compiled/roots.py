@@ -65,7 +65,7 @@ class RootConnectionPlan(RootPlan):
     ) -> None:
         self.declaration = declaration
         self.arguments = compilation.arguments(field, details)
-        self.shape = RowShape(ENTITY_TYPES[declaration.name])
+        self.shape = RowShape(compilation, ENTITY_TYPES[declaration.name])
         self.connection = ConnectionBuilder(
             compilation, object_type_of(field.type), details, self.shape.root
         )
@@ -179,7 +179,7 @@ class EntityLookup:
         details: list[FieldDetails],
     ) -> None:
         self.entity = entity
-        self.shape = RowShape(entity)
+        self.shape = RowShape(compilation, entity)
         self.build = entity_builder(compilation, object_type, details, self.shape.root)
 
     async def load(self, run: Run, key: Any) -> Any:

@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -96,6 +97,11 @@ class Compilation:
     operation: OperationDefinitionNode
     # The store's dialect: on PostgreSQL a callback's attempts come in its own row.
     dialect: Dialect
+    # The columns each occurrence's fields read, by occurrence number, as a first compilation
+    # of the same operation recorded them; None in that first compilation, which selects
+    # every column of every occurrence and records what is read (see Occurrence).
+    used_columns: list[frozenset[str]] | None = None
+    recorded_columns: list[set[str]] = dataclass_field(default_factory=list)
     slots: int = 0
 
     def subfields(self, object_type: GraphQLObjectType, details: list[FieldDetails]) -> FieldGroups:
@@ -113,6 +119,15 @@ class Compilation:
         """Each selected field on `object_type`: its response key, field name and nodes."""
         for key, field_details in self.subfields(object_type, details).items():
             yield key, field_details[0].node.name.value, field_details
+
+    def occurrence_columns(self, table_columns: Sequence[str]) -> tuple[tuple[str, ...], set[str]]:
+        """The columns the next occurrence selects, and the set its reads are recorded in."""
+        number = len(self.recorded_columns)
+        self.recorded_columns.append(set())
+        if self.used_columns is None:
+            return tuple(table_columns), self.recorded_columns[number]
+        used = self.used_columns[number]
+        return tuple(name for name in table_columns if name in used), self.recorded_columns[number]
 
     def new_slot(self) -> int:
         """A place in the request's results for one child plan."""
@@ -312,12 +327,20 @@ class Occurrence:
         self.alias = alias  # None for the root, whose selectable is given at run time
         self.outer = outer
         self.offset = shape.width
-        self.attributes = tuple(entity.model.__table__.c.keys())
+        # Only the columns the selection reads (its key always: nulls of outer joins show
+        # in it), so rows carry no value nobody asked for.
+        self.attributes, self._read = shape.compilation.occurrence_columns(
+            entity.model.__table__.c.keys()
+        )
+        self.index(entity.key)
         self.joins: dict[str, tuple[ToOne, Occurrence]] = {}
         self.children: list[ChildPlan] = []
 
     def index(self, attribute: str) -> int:
         """Where the attribute's column sits in the statement's rows."""
+        self._read.add(attribute)
+        if attribute not in self.attributes:
+            raise NotCompilableError(f"{self.entity.name}.{attribute} was not planned")
         return self.offset + self.attributes.index(attribute)
 
     def joined(self, relation_name: str) -> Occurrence:
@@ -342,7 +365,8 @@ class RowShape:
     """The row layout of one statement: the root entity, its joined relations and any
     aggregate columns, in the order their places in the row were given out."""
 
-    def __init__(self, entity: EntityType) -> None:
+    def __init__(self, compilation: Compilation, entity: EntityType) -> None:
+        self.compilation = compilation
         self.width = 0
         self.occurrences: list[Occurrence] = []
         self._parts: list[Occurrence | tuple[Occurrence, AggregateColumn]] = []
@@ -399,10 +423,13 @@ def parent_keys(rows: Sequence[Row], index: int) -> list[Any]:
     return list(dict.fromkeys(row[index] for row in rows if row[index] is not None))
 
 
-def _result_processors(table: FromClause, dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+def _result_processors(
+    table: FromClause, attributes: Sequence[str], dialect: Dialect
+) -> list[Callable[[Any], Any] | None]:
     """How each column's raw driver value becomes what the ORM would give (enum members,
     UTC datetimes), for values that come in an array rather than as the statement's columns."""
-    return [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in table.c]
+    types = [table.c[attribute].type.dialect_impl(dialect) for attribute in attributes]
+    return [column_type.result_processor(dialect, None) for column_type in types]
 
 
 def entity_builder(
@@ -493,13 +520,14 @@ class ChildPlan:
 
 
 @functools.cache
-def _attempts_array() -> Select[Any]:
-    """SELECT the attempts as one array of row values, oldest first (made once)."""
+def _attempts_array(attributes: tuple[str, ...]) -> Select[Any]:
+    """SELECT these columns of the attempts as one array of row values, oldest first (made
+    once per set of columns)."""
     attempts = CallbackAttempt.__table__
+    values = func.row(*(attempts.c[attribute] for attribute in attributes))
     return select(
         func.array_agg(
-            aggregate_order_by(func.row(*attempts.c), attempts.c.attempted_at, attempts.c.id),
-            type_=NullType(),
+            aggregate_order_by(values, attempts.c.attempted_at, attempts.c.id), type_=NullType()
         )
     )
 
@@ -516,26 +544,28 @@ class AttemptsPlan(ChildPlan):
     ) -> None:
         self.slot = compilation.new_slot()
         self.parent_index = parent.index("callback_id")
-        self.shape = RowShape(ENTITY_TYPES["CallbackAttempt"])
+        self.shape = RowShape(compilation, ENTITY_TYPES["CallbackAttempt"])
         self.item = entity_builder(
             compilation, object_type_of(field.type), details, self.shape.root
         )
+        self.key_index = self.shape.root.index("callback_id")
         self.aggregate_index: int | None = None
         if compilation.dialect.name == "postgresql" and not self.shape.root.joins:
             # One array of row values per callback, in the callback's own row: no statement
             # of its own. Attempts that need a relation joined keep theirs.
             self.aggregate_index = parent.shape.add_aggregate(parent, self._aggregate)
-            self.processors = _result_processors(CallbackAttempt.__table__, compilation.dialect)
+            self.processors = _result_processors(
+                CallbackAttempt.__table__, self.shape.root.attributes, compilation.dialect
+            )
         else:
             parent.children.append(self)
 
-    @staticmethod
-    def _aggregate(callbacks: FromClause, run: Run) -> ColumnElement[Any]:
+    def _aggregate(self, callbacks: FromClause, run: Run) -> ColumnElement[Any]:
         """The callback's visible attempts, oldest first, as an array of row values (NULL
         when it has none)."""
         attempts = CallbackAttempt.__table__
         return (
-            _attempts_array()
+            _attempts_array(self.shape.root.attributes)
             .where(
                 attempts.c.callback_id == callbacks.c.callback_id,
                 run.visible(CallbackAttempt),
@@ -588,9 +618,8 @@ class AttemptsPlan(ChildPlan):
                     matching.c.attempted_at, matching.c.id
                 )
             )
-            key_index = self.shape.root.index("callback_id")
             for attempt in attempts:
-                grouped.setdefault(attempt[key_index], []).append(attempt)
+                grouped.setdefault(attempt[self.key_index], []).append(attempt)
             await fetch_children(self.shape, run, attempts)
         run.results[self.slot] = grouped
 
@@ -630,6 +659,12 @@ class ConnectionBuilder:
                 )
             else:
                 raise NotCompilableError(f"{connection_type.name}.{name}")
+        declaration = node_occurrence.entity.declaration
+        if self.needs_cursors and declaration is not None:
+            # The order is an argument (perhaps a variable): every field it may sort by is
+            # in the rows, for the cursors.
+            for name in (*declaration.order_fields, declaration.unique_key):
+                node_occurrence.index(declaration.fields[name].attribute)
 
     def _edge(
         self, compilation: Compilation, edge_type: GraphQLObjectType, details: list[FieldDetails]
@@ -734,7 +769,8 @@ class NestedConnectionPlan(ChildPlan):
         self.source = source
         self.parent_index = parent.index(source.parent_key)
         self.arguments = compilation.arguments(field, details)
-        self.shape = RowShape(ENTITY_TYPES[source.declaration.name])
+        self.shape = RowShape(compilation, ENTITY_TYPES[source.declaration.name])
+        self.key_index = self.shape.root.index(source.parent_attribute)
         self.connection = ConnectionBuilder(
             compilation, object_type_of(field.type), details, self.shape.root
         )
@@ -772,10 +808,9 @@ class NestedConnectionPlan(ChildPlan):
             # Each parent's page cut first, then joined (see root_connection_statement).
             page = first_ranks(select(*inner.c), inner, request.page).subquery("page")
             children = await run.rows(self.shape.select_from(page, run).order_by(page.c.page_rank))
-            key_index = self.shape.root.index(self.source.parent_attribute)
             grouped: dict[Any, list[Row]] = {key: [] for key in keys}
             for child in children:
-                grouped[child[key_index]].append(child)
+                grouped[child[self.key_index]].append(child)
             pages = {key: page_of(group, request.page) for key, group in grouped.items()}
             await fetch_children(self.shape, run, [r for page in pages.values() for r in page.rows])
         if keys and self.connection.needs_count:
