@@ -20,6 +20,7 @@ from service.auth.api_keys import ApiKeyRegistry
 from service.auth.http import ApiKeyAuthentication
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.callbacks.transactions import Transactions
+from service.compiled.endpoint import CompiledQueryEndpoint
 from service.db.engines import create_engine, create_session_maker, create_write_engine
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
@@ -111,7 +112,12 @@ def create_app(settings: Settings) -> Starlette:
             Route(
                 "/graphql",
                 ApiKeyAuthentication(
-                    GraphQLHTTPGuard(graphql, max_body_bytes=settings.max_body_bytes)
+                    GraphQLHTTPGuard(
+                        CompiledQueryEndpoint(
+                            graphql, schema, schema.compiled_queries, settings.query_limits
+                        ),
+                        max_body_bytes=settings.max_body_bytes,
+                    )
                 ),
                 methods=["GET", "POST"],
             ),

@@ -30,6 +30,7 @@ from graphql import (
     GraphQLError,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
     VariableNode,
@@ -106,10 +107,25 @@ class _DirectiveVariables(Visitor):
 class CompiledDocument:
     """A document's operation, its fragments, and its plans by directive variable values."""
 
+    document: DocumentNode
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDetails]
     directive_variables: tuple[str, ...]
     plans: dict[tuple[Any, ...], OperationPlan | None]
+
+    def plan_key(self, store: str, variable_values: VariableValues) -> tuple[Any, ...]:
+        """A plan is made for one store (PostgreSQL aggregates what SQLite fetches apart)
+        and one set of the values `@include`/`@skip` read."""
+        return (store, *(variable_values.coerced.get(name) for name in self.directive_variables))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyPlan:
+    """A request's plan, found without compiling, and what running and checking it needs."""
+
+    document: DocumentNode
+    variable_values: VariableValues
+    plan: OperationPlan
 
 
 class CompiledQueries:
@@ -117,9 +133,11 @@ class CompiledQueries:
 
     def __init__(self, max_documents: int = 512) -> None:
         self.max_documents = max_documents
-        # Queries answered here, and those left to the general path (uncovered or raised).
+        # Queries answered here, and those left to the general path (uncovered or raised);
+        # of those answered, how many came through the endpoint with their plan ready.
         self.answered = 0
         self.left = 0
+        self.answered_directly = 0
         self._documents: OrderedDict[tuple[str, str | None], CompiledDocument | None] = (
             OrderedDict()
         )
@@ -153,6 +171,50 @@ class CompiledQueries:
         plan = self._plan(compiled, execution_context, variable_values)
         if plan is None:
             return None
+        return await self._run(plan, context, variable_values)
+
+    def ready_plan(
+        self,
+        graphql_schema: GraphQLSchema,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any],
+        store: str,
+    ) -> ReadyPlan | None:
+        """The plan of a document that has been validated and planned before, for these
+        variables; None when there is none yet (or the variables are wrong), without
+        compiling anything."""
+        # A document of one operation is kept under no name (see _operation_key).
+        key = (query, operation_name)
+        if key not in self._documents:
+            key = (query, None)
+        compiled = self._documents.get(key)
+        if compiled is None or not _names(compiled.operation, operation_name):
+            return None
+        variable_values = get_variable_values(
+            graphql_schema, compiled.operation.variable_definitions or (), variables
+        )
+        if not isinstance(variable_values, VariableValues):
+            return None
+        plan = compiled.plans.get(compiled.plan_key(store, variable_values))
+        if plan is None:
+            return None
+        self._documents.move_to_end(key)
+        return ReadyPlan(compiled.document, variable_values, plan)
+
+    async def run(self, ready: ReadyPlan, context: Context) -> ExecutionResult | None:
+        """Run a ready plan for a request; None to leave the request to the general path."""
+        result = await self._run(ready.plan, context, ready.variable_values)
+        if result is None:
+            self.left += 1
+        else:
+            self.answered += 1
+            self.answered_directly += 1
+        return result
+
+    async def _run(
+        self, plan: OperationPlan, context: Context, variable_values: VariableValues
+    ) -> ExecutionResult | None:
         engine = reading_engine(context)
         try:
             run = Run(
@@ -174,10 +236,13 @@ class CompiledQueries:
     def _document(
         self, query: str, operation_name: str | None, document: DocumentNode
     ) -> CompiledDocument | None:
-        key = (query, operation_name)
+        key = (query, _operation_key(document, operation_name))
         if key in self._documents:
             self._documents.move_to_end(key)
-            return self._documents[key]
+            cached = self._documents[key]
+            return cached if cached and _names(cached.operation, operation_name) else None
+        if get_operation_ast(document, operation_name) is None:
+            return None  # names no operation of the document: the general path says so
         compiled = _compile_document(document, operation_name)
         self._documents[key] = compiled
         if len(self._documents) > self.max_documents:
@@ -190,9 +255,8 @@ class CompiledQueries:
         execution_context: ExecutionContext,
         variable_values: VariableValues,
     ) -> OperationPlan | None:
-        # A plan is made for one store (PostgreSQL aggregates what SQLite fetches apart).
         store = reading_engine(execution_context.context).dialect.name
-        key = (store, *(variable_values.coerced.get(name) for name in compiled.directive_variables))
+        key = compiled.plan_key(store, variable_values)
         if key not in compiled.plans:
             try:
                 compiled.plans[key] = _plan_operation(compiled, execution_context, variable_values)
@@ -203,6 +267,21 @@ class CompiledQueries:
                 logger.exception("compiling %s failed", execution_context.operation_name)
                 compiled.plans[key] = None
         return compiled.plans[key]
+
+
+def _operation_key(document: DocumentNode, operation_name: str | None) -> str | None:
+    """The operation name a document is cached under: none for a document of one operation,
+    which a request runs whether it names it or not (Strawberry gives us its name either way;
+    the endpoint sees only what the request said)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return None if len(operations) == 1 else operation_name
+
+
+def _names(operation: OperationDefinitionNode, operation_name: str | None) -> bool:
+    """Whether a request naming `operation_name` (or nothing) runs `operation`."""
+    return operation_name is None or (
+        operation.name is not None and operation.name.value == operation_name
+    )
 
 
 def _compile_document(
@@ -219,7 +298,9 @@ def _compile_document(
             fragments[definition.name.value] = FragmentDetails(definition)
     directives = _DirectiveVariables()
     visit(document, directives)
-    return CompiledDocument(operation, fragments, tuple(dict.fromkeys(directives.names)), {})
+    return CompiledDocument(
+        document, operation, fragments, tuple(dict.fromkeys(directives.names)), {}
+    )
 
 
 def _plan_operation(

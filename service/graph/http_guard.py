@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 _JSON_TYPES = ("application/json", "application/graphql-response+json")
 
 
+# The scope key under which the guard leaves a POST's checked request object (a dict with
+# a string query, and variables, operationName and extensions absent or of the right type).
+GRAPHQL_REQUEST = "pomreport.graphql_request"
+
+
 class GraphQLHTTPGuard:
     """ASGI middleware for the GraphQL route; WebSocket traffic passes through untouched."""
 
@@ -43,7 +48,8 @@ class GraphQLHTTPGuard:
         try:
             if scope["method"] == "POST":
                 body = await self._read_body(scope, receive)
-                _check_post(Headers(scope=scope), body)
+                # Checked, and kept for the apps below, so they need not parse it again.
+                scope[GRAPHQL_REQUEST] = _check_post(Headers(scope=scope), body)
             elif scope["method"] == "GET":
                 _check_get(scope)
         except HTTPRequestError as error:
@@ -75,7 +81,7 @@ def _too_large(limit: int) -> HTTPRequestError:
     return HTTPRequestError(413, f"the request body is larger than {limit} bytes", "BAD_REQUEST")
 
 
-def _check_post(headers: Headers, body: bytes) -> None:
+def _check_post(headers: Headers, body: bytes) -> dict[str, Any]:
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _JSON_TYPES:
         raise HTTPRequestError(
@@ -92,6 +98,8 @@ def _check_post(headers: Headers, body: bytes) -> None:
     except ValueError:
         raise HTTPRequestError(400, "the request body is not valid JSON") from None
     _check_request_object(payload)
+    request: dict[str, Any] = payload
+    return request
 
 
 def _check_request_object(payload: Any) -> None:

@@ -462,6 +462,30 @@ def test_the_agent_scope_adds_no_statement(secured: SecuredService) -> None:
     assert counts == {"viewer": expected, "agent": expected}
 
 
+def test_a_plan_made_for_one_caller_answers_each_caller_within_its_own_rights(
+    secured: SecuredService,
+) -> None:
+    # The viewer's request plans the document; later requests of it take the compiled path's
+    # endpoint, which must apply each caller's scope and refuse who may not read.
+    report_page = """{ callbacksScheduledDetails(timePeriod: {preset: ALL}) {
+      totalRecords rows(first: 500) { edges { node { callbackId attempts { attemptTime } } } }
+    } }"""
+    app: Any = secured.api.client.app
+    secured.use("viewer")
+    everything = secured.api.data(report_page)["callbacksScheduledDetails"]
+    secured.use("agent")
+    own = secured.api.data(report_page)["callbacksScheduledDetails"]
+    assert app.state.compiled_queries.answered_directly == 1
+    visible = {row[0] for row in secured.sql(VISIBLE_TO_AGENT_SQL, agent=secured.agent_id)}
+    assert own["totalRecords"] == len(visible) < everything["totalRecords"]
+    assert {edge["node"]["callbackId"] for edge in own["rows"]["edges"]} <= visible
+    secured.use("no key")
+    response = secured.api.post(report_page)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert app.state.compiled_queries.answered_directly == 1
+
+
 def test_an_agent_subscriber_receives_only_changes_to_its_callbacks(
     secured: SecuredService,
 ) -> None:
