@@ -496,11 +496,17 @@ def entity_expression(
         elif isinstance(source, Computed):
             entries.append((key, _computed_expression(source, occurrence, field, expressions)))
         elif isinstance(source, ToOne):
-            joined = occurrence.joined(python_name)
             target_type = object_type_of(field.type)
-            target = entity_expression(compilation, target_type, field_details, joined, expressions)
+            target = _key_only_expression(
+                compilation, target_type, field_details, occurrence, source, expressions
+            )
+            if target is None:
+                joined = occurrence.joined(python_name)
+                target = entity_expression(
+                    compilation, target_type, field_details, joined, expressions
+                )
             if source.nullable:
-                target = unless_null(f"row[{joined.index(source.remote)}]", target)
+                target = unless_null(f"row[{occurrence.index(source.local)}]", target)
             entries.append((key, target))
         elif isinstance(source, Attempts):
             attempts = AttemptsPlan(compilation, occurrence, field, field_details)
@@ -510,6 +516,40 @@ def entity_expression(
             entries.append((key, f"{expressions.name(connection.builder())}(row, results)"))
         else:
             raise NotCompilableError(f"{object_type.name}.{name}")
+    return dict_display(entries)
+
+
+def _key_only_expression(
+    compilation: Compilation,
+    object_type: GraphQLObjectType,
+    details: list[FieldDetails],
+    occurrence: Occurrence,
+    relation: ToOne,
+    expressions: Expressions,
+) -> str | None:
+    """A related object whose selection reads nothing but its key (`job { jobId }`), built
+    from this row's foreign key without joining its table: the key is the foreign key's
+    value, and the foreign key guarantees the row exists. None for any other selection."""
+    target = ENTITY_TYPES[relation.target]
+    if target.key != relation.remote:
+        return None
+    entries: list[tuple[str, str]] = []
+    local = f"row[{occurrence.index(relation.local)}]"
+    for key, name, _details in compilation.selections(object_type, details):
+        if name == "__typename":
+            entries.append((key, repr(object_type.name)))
+            continue
+        field = object_type.fields[name]
+        python_name = strawberry_python_name(field)
+        if python_name == "id":
+            entries.append((key, f"{expressions.name(global_id)}({target.name!r}, {local})"))
+        elif (
+            isinstance(source := target.source(python_name), Column)
+            and source.attribute == relation.remote
+        ):
+            entries.append((key, leaf_expression(local, field.type, expressions)))
+        else:
+            return None
     return dict_display(entries)
 
 
