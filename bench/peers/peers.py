@@ -5,7 +5,7 @@ Usage:
     .venv/bin/python bench/peers/peers.py [--scenarios a,b,c] [--requests 200] [--warmup 20]
         [--duration 15] [--warmup-seconds 3] [--connections 32] [--database-url URL]
         [--as-of 2026-11-29T03:00Z] [--json bench/peers/results.json]
-        [--seed-if-missing [--seed-callbacks 1000000] [--admin-url URL]]
+        [--seed-if-missing [--seed-callbacks 1000000] [--admin-url URL]] [--pomreport-workers N]
 
 The database (default postgresql://postgres@127.0.0.1:5432/seedbench) is the report benchmark's:
 `pomreport seed --callbacks 1000000 --seed 1 --as-of 2026-11-29T03:00Z`. When it is missing or
@@ -534,10 +534,12 @@ def _wait_ready(server: Server) -> None:
     raise BenchError(f"{server.name} was not ready within {SERVER_START_SECONDS} s")
 
 
-def start_pomreport(raw_url: str) -> contextlib.AbstractContextManager[Server]:
+def start_pomreport(raw_url: str, workers: int = 1) -> contextlib.AbstractContextManager[Server]:
     port = free_port()
     environment = dict(os.environ, DATABASE_URL=raw_url, POMREPORT_EXPIRY_SWEEP_SECONDS="0")
     command = [*pomreport_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     return serving(POMREPORT, command, environment, port)
 
 
@@ -854,7 +856,10 @@ def run(arguments: argparse.Namespace) -> None:
     cpu_before = cpu_check()
 
     measured: list[Measured] = []
-    with start_pomreport(raw_url) as pomreport, start_postgraphile(raw_url) as postgraphile:
+    with (
+        start_pomreport(raw_url, arguments.pomreport_workers) as pomreport,
+        start_postgraphile(raw_url) as postgraphile,
+    ):
         servers = {POMREPORT: pomreport, POSTGRAPHILE: postgraphile}
         with httpx.Client(timeout=60) as client:
             for report in reports:
@@ -899,6 +904,7 @@ def run(arguments: argparse.Namespace) -> None:
         "as_of": as_of.isoformat(),
         "versions": found,
         "settings": {
+            "pomreport_workers": arguments.pomreport_workers,
             "requests": requests,
             "warmup_requests": warmup,
             "duration_seconds": arguments.duration,
@@ -1036,6 +1042,12 @@ def main() -> None:
         help="create, migrate and seed the database when it is missing or empty",
     )
     parser.add_argument("--seed-callbacks", type=int, default=1_000_000)
+    parser.add_argument(
+        "--pomreport-workers",
+        type=int,
+        default=1,
+        help="serve pomreport with --workers N (CPU counts the whole process tree)",
+    )
     parser.add_argument(
         "--admin-url",
         default=DEFAULT_ADMIN_URL,
