@@ -15,8 +15,8 @@ const preset = {
     makePgService({
       connectionString,
       schemas: ["public"],
-      // The same number of connections as pomreport's pool (POMREPORT_POOL_SIZE, default 20).
-      poolConfig: { max: 20 },
+      // The same number of connections as pomreport's pool (POMREPORT_POOL_SIZE, default 40).
+      poolConfig: { max: 40 },
       // No subscriptions are measured: no LISTEN connection.
       pubsub: false,
     }),

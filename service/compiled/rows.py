@@ -479,15 +479,15 @@ def entity_expression(
     """The source of an expression that builds the node object from `row` and `results`."""
     entity = occurrence.entity
     entries: list[tuple[str, str]] = []
-    for key, name, field_details in compilation.selections(object_type, details):
-        if name == "__typename":
+    for key, field, python_name, field_details in _node_selections(
+        compilation, object_type, details
+    ):
+        if field is None:
             entries.append((key, repr(object_type.name)))
             continue
-        field = object_type.fields[name]
-        python_name = strawberry_python_name(field)
         if python_name == "id":
             node_key = f"row[{occurrence.index(entity.key)}]"
-            entries.append((key, f"{expressions.name(global_id)}({entity.name!r}, {node_key})"))
+            entries.append((key, _global_id_expression(entity, node_key, expressions)))
             continue
         source = entity.source(python_name)
         if isinstance(source, Column):
@@ -515,8 +515,26 @@ def entity_expression(
             connection = NestedConnectionPlan(compilation, occurrence, source, field, field_details)
             entries.append((key, f"{expressions.name(connection.builder())}(row, results)"))
         else:
-            raise NotCompilableError(f"{object_type.name}.{name}")
+            raise NotCompilableError(f"{object_type.name}.{python_name}")
     return dict_display(entries)
+
+
+def _node_selections(
+    compilation: Compilation, object_type: GraphQLObjectType, details: list[FieldDetails]
+) -> Iterator[tuple[str, GraphQLField | None, str, list[FieldDetails]]]:
+    """Each field selected on a node type: its response key, the schema field (None for
+    `__typename`), its Python name and its nodes."""
+    for key, name, field_details in compilation.selections(object_type, details):
+        if name == "__typename":
+            yield key, None, name, field_details
+        else:
+            field = object_type.fields[name]
+            yield key, field, strawberry_python_name(field), field_details
+
+
+def _global_id_expression(entity: EntityType, key: str, expressions: Expressions) -> str:
+    """The source of the node's global ID, from the source of its key."""
+    return f"{expressions.name(global_id)}({entity.name!r}, {key})"
 
 
 def _key_only_expression(
@@ -535,14 +553,11 @@ def _key_only_expression(
         return None
     entries: list[tuple[str, str]] = []
     local = f"row[{occurrence.index(relation.local)}]"
-    for key, name, _details in compilation.selections(object_type, details):
-        if name == "__typename":
+    for key, field, python_name, _details in _node_selections(compilation, object_type, details):
+        if field is None:
             entries.append((key, repr(object_type.name)))
-            continue
-        field = object_type.fields[name]
-        python_name = strawberry_python_name(field)
-        if python_name == "id":
-            entries.append((key, f"{expressions.name(global_id)}({target.name!r}, {local})"))
+        elif python_name == "id":
+            entries.append((key, _global_id_expression(target, local, expressions)))
         elif (
             isinstance(source := target.source(python_name), Column)
             and source.attribute == relation.remote
