@@ -895,10 +895,14 @@ def run(arguments: argparse.Namespace) -> None:
     cpu_after = cpu_check()
     elapsed = time.monotonic() - started
     print_tables(measured, connections)
+    path = Path(arguments.json)
+    inside = path.resolve().is_relative_to(REPOSITORY)
+    excluded = [f":!{path.resolve().relative_to(REPOSITORY)}"] if inside else []
     results = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # The results file itself does not make the tree dirty.
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)),
         "database": settings.database_url.render_as_string(hide_password=True),
         "callbacks": callbacks,
         "as_of": as_of.isoformat(),
@@ -921,7 +925,6 @@ def run(arguments: argparse.Namespace) -> None:
         "scenarios": [scenario_figures(item) for item in measured],
         "server_logs": logs,
     }
-    path = Path(arguments.json)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(
