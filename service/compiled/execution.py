@@ -138,6 +138,9 @@ class CompiledQueries:
         self.answered = 0
         self.left = 0
         self.answered_directly = 0
+        self._readers: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+            weakref.WeakKeyDictionary()
+        )
         self._documents: OrderedDict[tuple[str, str | None], CompiledDocument | None] = (
             OrderedDict()
         )
@@ -212,13 +215,27 @@ class CompiledQueries:
             self.answered_directly += 1
         return result
 
+    def _reader(self, engine: AsyncEngine) -> AsyncEngine:
+        """On PostgreSQL, the engine with its connections in autocommit (same pool): the path
+        only reads, each of its connections runs one statement (the page with its attempts,
+        or a count), and READ COMMITTED gives every statement its own snapshot anyway, so
+        BEGIN and ROLLBACK would be two round trips that buy nothing. SQLite sends neither
+        for reads."""
+        if engine.dialect.name != "postgresql":
+            return engine
+        reader = self._readers.get(engine)
+        if reader is None:
+            reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._readers[engine] = reader
+        return reader
+
     async def _run(
         self, plan: OperationPlan, context: Context, variable_values: VariableValues
     ) -> ExecutionResult | None:
         engine = reading_engine(context)
         try:
             run = Run(
-                _reader(engine).connect,
+                self._reader(engine).connect,
                 lambda: has_idle_connection(engine.pool),
                 context.caller.row_scope,
                 variable_values,
@@ -363,25 +380,6 @@ def reading_engine(context: Context) -> AsyncEngine:
     """The engine the request's reads go to."""
     engine: AsyncEngine = context.unscoped_session_maker.kw["bind"]
     return engine
-
-
-_autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _reader(engine: AsyncEngine) -> AsyncEngine:
-    """On PostgreSQL, the engine with its connections in autocommit (same pool): the path
-    only reads, each of its connections runs one statement (the page with its attempts, or
-    a count), and READ COMMITTED gives every statement its own snapshot anyway, so BEGIN
-    and ROLLBACK would be two round trips that buy nothing. SQLite sends neither for reads."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    reader = _autocommit_engines.get(engine)
-    if reader is None:
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-        _autocommit_engines[engine] = reader
-    return reader
 
 
 def has_idle_connection(pool: Pool) -> bool:
