@@ -94,19 +94,24 @@ class RootConnectionPlan(RootPlan):
             statement = root_connection_statement(self.shape, self.declaration, request, run)
             page = page_of(list(await run.rows(statement)), request.page)
             await fetch_children(self.shape, run, page.rows)
+            # Every row is in; the connection goes back before the response is built, so
+            # under load requests hold connections only while their statements run.
+            await run.close()
             return page
 
         def count_rows(beside: bool) -> Coroutine[Any, Any, int]:
             return count_visible(run, self.declaration, request.condition, beside=beside)
 
-        page, total = await page_and_count(
-            fetch_page, count_rows if self.connection.needs_count else count
+        def build(page: Page | None) -> dict[str, Any]:
+            return self.connection.build(page, None, request.keys, run.results)
+
+        connection, total = await page_and_count(
+            fetch_page, count_rows if self.connection.needs_count else count, build
         )
-        # Every row is in; the connection goes back before the response is built, so
-        # under load requests hold connections only while their statements run.
-        await run.close()
-        own_count = total if self.connection.needs_count else None
-        return self.connection.build(page, own_count, request.keys, run.results), total
+        await run.close()  # the count's, when it had to share the first connection
+        if self.connection.needs_count:
+            self.connection.set_count(connection, total)
+        return connection, total
 
 
 class ReportPlan(RootPlan):

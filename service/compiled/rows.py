@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphql import (
     FieldNode,
@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 Row = Sequence[Any]
+Built = TypeVar("Built")
 # What the child plans fetched for one request, by slot.
 Results = list[Any]
 Builder = Callable[[Row, Results], Any]
@@ -212,13 +213,15 @@ class Run:
         """Give the connection back (its transaction, if any, rolls back: the path only
         reads); a later statement takes one again. A connection that fails to close is the
         pool's to replace, not the answer's concern."""
-        if self._connection is None:
-            return
-        try:
-            await self._connection.close()
-        except Exception as error:
-            logger.warning("closing a database connection failed: %r", error)
-        self._connection = None
+        # A count running on this connection (none was spare) finishes first.
+        async with self._connection_lock:
+            if self._connection is None:
+                return
+            try:
+                await self._connection.close()
+            except Exception as error:
+                logger.warning("closing a database connection failed: %r", error)
+            self._connection = None
 
     def visible(self, model: type[Any]) -> ColumnElement[bool]:
         """The rows of `model` the caller may see (the same rule the ORM sessions apply)."""
@@ -762,6 +765,12 @@ class ConnectionBuilder:
                 raise NotCompilableError(f"{edge_type.name}.{name}")
         return expressions.function(dict_display(entries), "row, results, cursor")
 
+    def set_count(self, connection: dict[str, Any], count: int | None) -> None:
+        """Fill in the totalCount of a connection built before its count was known."""
+        for key, name, _detail in self.fields:
+            if name == "totalCount":
+                connection[key] = count
+
     def build(
         self, page: Page | None, count: int | None, keys: Sequence[SortKey], results: Results
     ) -> dict[str, Any]:
@@ -937,17 +946,21 @@ async def count_visible(
 async def page_and_count(
     page: Callable[[], Coroutine[Any, Any, Page | None]],
     count: Callable[[bool], Coroutine[Any, Any, int]] | None,
-) -> tuple[Page | None, int | None]:
-    """A page and (if asked) a count; when both are asked, the count runs on the second
-    connection while the page's statements run on the first."""
+    build: Callable[[Page | None], Built],
+) -> tuple[Built, int | None]:
+    """A page, built, and (if asked) a count. When both are asked, the count runs on the
+    second connection while the page's statements run on the first, and the page is built
+    while the count still runs: a period's total can take longer than the page (20 ms for
+    30 days at 1M callbacks, against a 500-row page's 10 ms and its 12 ms of building)."""
     if count is None:
-        return await page(), None
+        return build(await page()), None
     counting = asyncio.ensure_future(count(True))
     try:
-        fetched = await page()
+        built = build(await page())
+        total = await counting
     except BaseException:
         counting.cancel()
         with contextlib.suppress(BaseException):
             await counting
         raise
-    return fetched, await counting
+    return built, total
