@@ -20,7 +20,7 @@ from strawberry import Schema
 from strawberry.types import ExecutionResult
 
 from service.auth.permissions import operation_refusal
-from service.compiled.execution import CompiledQueries, reading_engine
+from service.compiled.execution import CompiledQueries
 from service.errors import QueryTooComplexError
 from service.graph.http_guard import GRAPHQL_REQUEST
 from service.graph.query_limits import check_operation
@@ -61,8 +61,8 @@ class CompiledQueryEndpoint:
             return None
         if request.headers.get("accept", "").strip() not in _JSON_ACCEPTS:
             return None
-        context = await self.graphql.get_context(request, None)
-        if not context.settings.compiled_execution:
+        state = request.app.state
+        if not state.settings.compiled_execution:
             return None
         operation_name = payload.get("operationName")
         variables = payload.get("variables") or {}
@@ -71,10 +71,11 @@ class CompiledQueryEndpoint:
             payload["query"],
             operation_name,
             variables,
-            reading_engine(context).dialect.name,
+            state.engine.dialect.name,
         )
         if ready is None:
-            return None
+            return None  # before any context is built: Strawberry builds its own
+        context = await self.graphql.get_context(request, None)
         if operation_refusal(context.principal, ready.document, operation_name) is not None:
             return None
         try:

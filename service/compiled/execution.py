@@ -113,6 +113,16 @@ class CompiledDocument:
     directive_variables: tuple[str, ...]
     plans: dict[tuple[Any, ...], OperationPlan | None]
 
+    def coerce(
+        self, graphql_schema: GraphQLSchema, variables: dict[str, Any]
+    ) -> VariableValues | None:
+        """The request's variables coerced to the operation's types; None when they do not
+        fit (the general path reports why)."""
+        coerced = get_variable_values(
+            graphql_schema, self.operation.variable_definitions or (), variables
+        )
+        return coerced if isinstance(coerced, VariableValues) else None
+
     def plan_key(self, store: str, variable_values: VariableValues) -> tuple[Any, ...]:
         """A plan is made for one store (PostgreSQL aggregates what SQLite fetches apart)
         and one set of the values `@include`/`@skip` read."""
@@ -163,14 +173,11 @@ class CompiledQueries:
         compiled = self._document(query, execution_context.operation_name, document)
         if compiled is None:
             return None
-        graphql_schema = execution_context.schema._schema
-        variable_values = get_variable_values(
-            graphql_schema,
-            compiled.operation.variable_definitions or (),
-            execution_context.variables or {},
+        variable_values = compiled.coerce(
+            execution_context.schema._schema, execution_context.variables or {}
         )
-        if not isinstance(variable_values, VariableValues):
-            return None  # the general path reports the variables' errors
+        if variable_values is None:
+            return None
         plan = self._plan(compiled, execution_context, variable_values)
         if plan is None:
             return None
@@ -194,10 +201,8 @@ class CompiledQueries:
         compiled = self._documents.get(key)
         if compiled is None or not _names(compiled.operation, operation_name):
             return None
-        variable_values = get_variable_values(
-            graphql_schema, compiled.operation.variable_definitions or (), variables
-        )
-        if not isinstance(variable_values, VariableValues):
+        variable_values = compiled.coerce(graphql_schema, variables)
+        if variable_values is None:
             return None
         plan = compiled.plans.get(compiled.plan_key(store, variable_values))
         if plan is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLObjectType
 from graphql.execution.collect_fields import FieldDetails
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_
 
 from service.compiled.entities import ENTITY_TYPES, EntityType
 from service.compiled.rows import (
@@ -26,7 +26,6 @@ from service.compiled.rows import (
     page_and_count,
     plain_builder,
     root_connection_statement,
-    row_columns,
     strawberry_python_name,
 )
 from service.errors import BadUserInputError
@@ -108,7 +107,6 @@ class RootConnectionPlan(RootPlan):
         connection, total = await page_and_count(
             fetch_page, count_rows if self.connection.needs_count else count, build
         )
-        await run.close()  # the count's, when it had to share the first connection
         if self.connection.needs_count:
             self.connection.set_count(connection, total)
         return connection, total
@@ -189,12 +187,7 @@ class EntityLookup:
 
     async def load(self, run: Run, key: Any) -> Any:
         model = self.entity.model
-        table = model.__table__
-        found = (
-            select(*row_columns(table))
-            .where(getattr(model, self.entity.key) == key, run.visible(model))
-            .subquery("found")
-        )
+        found = run.visible_rows(model, getattr(model, self.entity.key) == key).subquery("found")
         # The row is found first and its relations joined to it alone (as for a page).
         rows = await run.rows(self.shape.select_from(found, run))
         if rows:
