@@ -49,9 +49,11 @@ every frame; --compression none measures without. The clients share this process
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import resource
@@ -303,8 +305,11 @@ class Progress:
 @dataclass(slots=True)
 class Subscriber:
     connection: ClientConnection
-    # (monotonic receive time, raw frame); parsed only after the run.
-    frames: list[tuple[float, str | bytes]] = field(default_factory=list)
+    # Monotonic receive times and raw frames, parsed only after the run; kept apart so that
+    # a million deliveries add no object the client's garbage collector must scan (a tuple
+    # per frame made its full collections pause every client for up to a second).
+    received_at: array.array[float] = field(default_factory=lambda: array.array("d"))
+    frames: list[str | bytes] = field(default_factory=list)
     closed: bool = False
     reader: asyncio.Task[None] | None = None
 
@@ -312,6 +317,7 @@ class Subscriber:
 async def read_frames(subscriber: Subscriber, progress: Progress) -> None:
     """The whole client side of one connection: receive, timestamp, count."""
     frames = subscriber.frames
+    times = subscriber.received_at
     try:
         async for frame in subscriber.connection:
             received_at = time.monotonic()
@@ -319,7 +325,8 @@ async def read_frames(subscriber: Subscriber, progress: Progress) -> None:
                 progress.heard += 1
                 if progress.heard >= progress.subscribers:
                     progress.all_heard.set()
-            frames.append((received_at, frame))
+            times.append(received_at)
+            frames.append(frame)
             progress.count += 1
             progress.last_at = received_at
             if progress.count >= progress.target:
@@ -436,7 +443,7 @@ def tally(subscribers: Sequence[Subscriber], prefix: str, started: Sequence[floa
     for subscriber in subscribers:
         seen: set[int] = set()
         complete = False
-        for received_at, frame in subscriber.frames:
+        for received_at, frame in zip(subscriber.received_at, subscriber.frames, strict=True):
             message = json.loads(frame)
             kind = message.get("type")
             if kind == "complete":
@@ -541,6 +548,10 @@ async def measure(
     await wait_until_quiet(progress, quiet_seconds=1.0, limit_seconds=60)
     await asyncio.sleep(0.5)
     with_subscribers = read_process(server.pid)
+    # The clients' connections live to the end: out of the collector's sight, so that its
+    # full collections (which would pause every client at once) stay short.
+    gc.collect()
+    gc.freeze()
 
     # The measured changes.
     progress.count = 0

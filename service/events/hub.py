@@ -13,8 +13,9 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,8 +69,27 @@ class ChangeFilter:
         )
 
 
+class ChangeSink(Protocol):
+    """Whatever the hub offers matching changes to: one subscriber, or a group of them."""
+
+    @property
+    def change_filter(self) -> ChangeFilter: ...
+
+    @property
+    def subscriber_count(self) -> int: ...
+
+    def offer(self, change: DeliveredChange) -> None:
+        """Take a change its filter matches (offer is called for every change; the sink
+        checks the filter). Must not block: the hub offers each change to every sink."""
+
+
+SinkT = TypeVar("SinkT", bound=ChangeSink)
+
+
 class Subscriber:
     """One subscription's bounded backlog of changes."""
+
+    subscriber_count = 1
 
     def __init__(self, change_filter: ChangeFilter, backlog: int) -> None:
         self.change_filter = change_filter
@@ -112,13 +132,20 @@ class EventHub:
     ) -> None:
         self._session_maker = session_maker
         self._backlog = backlog
-        self._subscribers: set[Subscriber] = set()
+        self._sinks: set[ChangeSink] = set()
+        self._shared_sinks: dict[Hashable, ChangeSink] = {}
         self._inbox: asyncio.Queue[StatusChange] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     @property
+    def backlog(self) -> int:
+        """Most changes a subscriber may have waiting before it is closed as too slow."""
+        return self._backlog
+
+    @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        """Subscribers on this instance, those in shared sinks included."""
+        return sum(sink.subscriber_count for sink in self._sinks)
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._deliver_forever(), name="event-hub")
@@ -132,7 +159,7 @@ class EventHub:
 
     def receive(self, changes: Iterable[StatusChange]) -> None:
         """Take changes from a transport; delivery happens on the hub's own task."""
-        if not self._subscribers:
+        if not self._sinks:
             return
         for change in changes:
             self._inbox.put_nowait(change)
@@ -141,11 +168,26 @@ class EventHub:
     async def subscribe(self, change_filter: ChangeFilter) -> AsyncIterator[Subscriber]:
         """Register a subscriber for as long as the block runs."""
         subscriber = Subscriber(change_filter, self._backlog)
-        self._subscribers.add(subscriber)
+        self._sinks.add(subscriber)
         try:
             yield subscriber
         finally:
-            self._subscribers.discard(subscriber)
+            self._sinks.discard(subscriber)
+
+    def shared_sink(self, key: Hashable, make: Callable[[], SinkT]) -> SinkT:
+        """The sink registered under `key`, made by `make` and registered if there is none:
+        subscribers that would receive the same thing share one (see `drop_shared_sink`)."""
+        sink = self._shared_sinks.get(key)
+        if sink is None:
+            sink = self._shared_sinks[key] = make()
+            self._sinks.add(sink)
+        return cast(SinkT, sink)  # made by `make` for this key
+
+    def drop_shared_sink(self, key: Hashable) -> None:
+        """Stop offering changes to the sink under `key` (its last subscriber left)."""
+        sink = self._shared_sinks.pop(key, None)
+        if sink is not None:
+            self._sinks.discard(sink)
 
     async def _deliver_forever(self) -> None:
         while True:
@@ -158,8 +200,8 @@ class EventHub:
                 logger.exception("could not load %d status changes for subscribers", len(batch))
                 continue
             for change in delivered:
-                for subscriber in list(self._subscribers):
-                    subscriber.offer(change)
+                for sink in list(self._sinks):
+                    sink.offer(change)
 
     async def _load(self, batch: Sequence[StatusChange]) -> list[DeliveredChange]:
         """Load the batch's callbacks as they are now: one statement per few thousand (a

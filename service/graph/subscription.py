@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import cast
 
+import orjson
 import strawberry
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from service.db.models.callback import CallbackStatus
 from service.events.hub import ChangeFilter, DeliveredChange
 from service.graph.context import Info
+from service.graph.fanout import SUBSCRIPTION_SOCKET, GroupMember, SubscriptionSocket, join_group
 from service.graph.nodes import CallbackNode
 
 
@@ -30,14 +34,10 @@ class CallbackStatusChange:
     previous_status: CallbackStatus | None
     status: CallbackStatus
     changed_at: dt.datetime
-    # The responses executed for this change, by what they depend on (operation, variables,
-    # row scope): every subscriber of the change gets this one object, so those that would
-    # get the same response share one execution (SubscriptionEventExecutionContext).
-    shared_results: strawberry.Private[dict[Any, Any]]
 
     @classmethod
     def of(cls, change: DeliveredChange) -> CallbackStatusChange:
-        """The change's one event object, made by its first subscriber."""
+        """The change's one event object, made by its first subscriber (or group)."""
         event = change.shared.get(cls)
         if event is None:
             event = change.shared[cls] = cls(
@@ -45,7 +45,6 @@ class CallbackStatusChange:
                 previous_status=change.previous_status,
                 status=change.status,
                 changed_at=change.changed_at,
-                shared_results={},
             )
         return cast(CallbackStatusChange, event)
 
@@ -68,6 +67,10 @@ class Subscription:
             statuses=frozenset(wanted.statuses) if wanted.statuses else None,
             row_scope=info.context.caller.require("this operation needs an API key").row_scope,
         )
+        socket = SUBSCRIPTION_SOCKET.get()
+        if socket is not None and info.context.settings.compiled_execution:
+            _hand_over(info, socket, change_filter)
+            return  # the socket's handler delivers the events from here on
         async with info.context.events.hub.subscribe(change_filter) as subscriber:
             async for change in subscriber.changes():
                 # A key revoked while the subscription runs ends it at the next change.
@@ -75,3 +78,37 @@ class Subscription:
                 info.context.caller.require()
                 info.context.refresh_loaders()
                 yield CallbackStatusChange.of(change)
+
+
+def _hand_over(info: Info, socket: SubscriptionSocket, change_filter: ChangeFilter) -> None:
+    """Hand the subscription over to the group of subscribers that get the same responses
+    (`service.graph.fanout`); the socket's handler delivers its events from then on."""
+    schema = info.schema
+    context = info.context
+
+    async def execute(event: object) -> ExecutionResult:
+        return await schema.execute(
+            socket.query,
+            variable_values=socket.variables,
+            context_value=context,
+            root_value=event,
+            operation_name=socket.operation_name,
+            allowed_operation_types=(OperationType.SUBSCRIPTION,),
+        )
+
+    async def key_holds() -> bool:
+        await context.recheck_key()
+        return context.caller.principal is not None
+
+    hub = context.events.hub
+    member = GroupMember(socket, execute, key_holds, hub.backlog)
+    # What the response depends on besides the change: the operation, its variables (the
+    # filter is among them) and the rows the caller may see.
+    key = (
+        socket.query,
+        socket.operation_name,
+        orjson.dumps(socket.variables, option=orjson.OPT_SORT_KEYS),
+        change_filter.row_scope,
+    )
+    join_group(hub, key, change_filter, CallbackStatusChange.of, member)
+    socket.member = member

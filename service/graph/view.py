@@ -11,9 +11,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.schema import StreamResult
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -21,6 +27,7 @@ from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
 from service.errors import RETRY_AFTER_SECONDS, UnauthenticatedError
 from service.graph.context import Context
+from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
 
 EXAMPLE_REPORT_QUERY = """# The Callbacks Scheduled Details report: the last 7 days, first page.
 # Try timePeriod: {preset: TODAY, timeZone: "Europe/Berlin"} or filters: {agentId: "A1001"}.
@@ -61,11 +68,50 @@ query CallbacksScheduledDetails {
 NO_ACK_PAYLOAD = cast(UnsetType, UNSET)
 
 
+class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """`graphql-transport-ws`, telling each operation's subscription which socket it writes
+    to, so subscribers with the same responses share them (`service.graph.fanout`)."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        # Initialised: the cancelled timeout would otherwise stay referenced, with its
+        # exception, traceback and frames, for as long as the connection lasts.
+        self.connection_init_timeout_task = None
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # Each operation runs in a task of its own: the variable is that task's.
+        operation_id = orjson.dumps(operation.id).decode()
+        SUBSCRIPTION_SOCKET.set(
+            SubscriptionSocket(
+                operation.id,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                f'{{"id":{operation_id},"type":"next","payload":',
+                cast(ASGIWebSocketAdapter, self.websocket).ws.send_text,
+            )
+        )
+        await super().run_operation(operation)
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: StreamResult
+    ) -> None:
+        await super()._send_result_stream(operation, result_source)
+        # A subscription handed over to its group ends its stream at once and is delivered
+        # from there until it ends; then `complete` follows as for any stream.
+        socket = SUBSCRIPTION_SOCKET.get()
+        if socket is not None:
+            ending = await deliver_handed_over(socket)
+            if ending is not None:
+                await operation.send_next(ending)
+
+
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
     """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time.
 
     Strawberry times `graphql-transport-ws` connections out (4408) but not legacy ones, so an
-    unauthenticated client could hold a socket open for as long as it liked.
+    unauthenticated client could hold a socket open for as long as it liked. (Its subscribers
+    execute each event for themselves: the shared deliveries are graphql-transport-ws's.)
     """
 
     async def handle(self) -> None:
@@ -87,6 +133,7 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 class PomreportGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with the service's per-request context."""
 
+    graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     @property
