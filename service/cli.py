@@ -8,8 +8,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import importlib.metadata
 import ipaddress
 import os
+import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,7 +27,7 @@ from starlette.applications import Starlette
 from service.app import create_app
 from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
 from service.db.engines import create_engine, create_session_maker
-from service.db.migrations import schema_is_current, upgrade_to_head
+from service.db.migrations import head_revision, schema_is_current, upgrade_to_head
 from service.db.models import Agent
 from service.db.models.api_key import ApiKey, Role
 from service.schema import create_schema
@@ -77,12 +79,26 @@ def _build_parser() -> argparse.ArgumentParser:
         description="GraphQL service for the POM Callbacks Scheduled Details report. "
         "The database comes from DATABASE_URL (default: SQLite file ./pomreport.db).",
     )
+    parser.add_argument("--version", action="version", version=f"pomreport {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    migrate = commands.add_parser("migrate", help="upgrade the database to the latest schema")
+    migrate = _command(
+        commands,
+        "migrate",
+        "upgrade the database to the latest schema",
+        "Apply every migration the database (DATABASE_URL) has not seen yet, and say which; "
+        "a database at the latest schema is left as it is. Run it before `serve`, after each "
+        "upgrade of pomreport.",
+    )
     migrate.set_defaults(command=_migrate)
 
-    seed = commands.add_parser("seed", help="load deterministic demo data into an empty database")
+    seed = _command(
+        commands,
+        "seed",
+        "load deterministic demo data into an empty database",
+        "Load campaigns, jobs, agents, contacts, callbacks and their attempts, the same rows "
+        "for the same --seed and --as-of, into a migrated database that holds no data.",
+    )
     seed.add_argument("--callbacks", type=_positive_int, required=True, help="how many callbacks")
     seed.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     seed.add_argument(
@@ -96,7 +112,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     seed.set_defaults(command=_seed)
 
-    serve = commands.add_parser("serve", help="serve /graphql, /healthz and /readyz")
+    serve = _command(
+        commands,
+        "serve",
+        "serve /graphql, /healthz and /readyz",
+        "Serve the GraphQL API (with GraphiQL) at /graphql, and /healthz and /readyz, on a "
+        "migrated database. Without any API key it serves loopback addresses only, as admin "
+        "(open development mode).",
+    )
     serve.add_argument("--host", help="address to listen on (default POMREPORT_HOST or 127.0.0.1)")
     serve.add_argument(
         "--port", type=_port, help="port to listen on (default POMREPORT_PORT or 8000)"
@@ -115,29 +138,83 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(command=_serve)
 
-    apikey = commands.add_parser("apikey", help="create, list and revoke API keys")
+    apikey = _command(
+        commands,
+        "apikey",
+        "create, list and revoke API keys",
+        "Manage the API keys requests authenticate with (Authorization: Bearer <key>).",
+    )
     apikey_commands = apikey.add_subparsers(required=True, metavar="ACTION")
-    create = apikey_commands.add_parser("create", help="issue a key and print it (only once)")
+    create = _command(
+        apikey_commands,
+        "create",
+        "issue a key and print it (only once)",
+        "Issue a key with a role and print it; only its hash is stored, so it cannot be shown "
+        "again.",
+    )
     create.add_argument(
         "--role", required=True, choices=[role.value for role in Role], help="what the key may do"
     )
     create.add_argument("--agent-id", help="the agent an agent key acts as (agent role only)")
     create.add_argument("--name", default="", help="who or what the key is for")
     create.set_defaults(command=_apikey_create)
-    listing = apikey_commands.add_parser("list", help="list keys (never the keys themselves)")
+    listing = _command(
+        apikey_commands,
+        "list",
+        "list keys (never the keys themselves)",
+        "List every key's id, role, agent, name, creation and revocation.",
+    )
     listing.set_defaults(command=_apikey_list)
-    revoke = apikey_commands.add_parser("revoke", help="revoke a key for good")
+    revoke = _command(
+        apikey_commands,
+        "revoke",
+        "revoke a key for good",
+        "Revoke a key: requests with it are refused within POMREPORT_API_KEY_CACHE_SECONDS, "
+        "open WebSockets included.",
+    )
     revoke.add_argument("key_id", type=_positive_int, help="the key's id, as `apikey list` shows")
     revoke.set_defaults(command=_apikey_revoke)
 
-    export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export = _command(
+        commands,
+        "export-schema",
+        "print the GraphQL schema (SDL)",
+        "Print the schema served at /graphql in GraphQL SDL (what schema.graphql holds); "
+        "needs no database.",
+    )
     export.set_defaults(command=_export_schema)
     return parser
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary (in the command list) and its description (in
+    its own --help)."""
+    return commands.add_parser(name, help=summary, description=description)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pomreport")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown"
+
+
 def _migrate(settings: Settings, _arguments: argparse.Namespace) -> int:
-    upgrade_to_head(settings.database_url)
-    print(f"pomreport: {describe_url(settings.database_url)} is at the latest schema")
+    applied = upgrade_to_head(settings.database_url)
+    database = describe_url(settings.database_url)
+    head = head_revision(settings.database_url)
+    if applied:
+        print(
+            f"pomreport: applied {len(applied)} migration{'s' if len(applied) > 1 else ''} "
+            f"to {database} ({', '.join(applied)}); it is at the latest schema ({head})"
+        )
+    else:
+        print(f"pomreport: {database} was at the latest schema ({head}) already; nothing to do")
     return 0
 
 
@@ -166,6 +243,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     host = arguments.host or settings.host
     port = arguments.port or settings.port
     workers = arguments.workers or settings.workers
+    _check_port_free(host, port)
     if workers > 1 and settings.is_sqlite and not settings.redis_url:
         raise PomreportCommandError(
             f"--workers {workers} needs status-change events that reach every process, and on "
@@ -209,6 +287,22 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         ws_per_message_deflate=settings.websocket_compression,
     )
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse at once, before any banner, when the address is taken (uvicorn would say so only
+    after the app started)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = addresses[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        raise PomreportCommandError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}"
+        ) from None
 
 
 def served_settings(settings: Settings, host: str, allow_unauthenticated: bool) -> Settings:

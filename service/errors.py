@@ -67,8 +67,9 @@ class QueryTooComplexError(ClientError):
     code = "QUERY_TOO_COMPLEX"
 
 
-class PageTooLargeError(QueryTooComplexError):
-    """A page size over the maximum, refused with the other limits before anything runs."""
+class PageSizeError(QueryTooComplexError):
+    """A page size out of range (negative, or over the maximum), refused with the other limits
+    before anything runs."""
 
     code = "BAD_USER_INPUT"
 

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
+from service.cli import _build_parser
+from service.db.migrations import head_revision
 from service.schema import create_schema
 
 
@@ -61,7 +67,15 @@ def test_cli_serve_refuses_a_database_that_is_not_migrated(empty_database_url: U
 
 def test_cli_migrate_then_seed_reports_what_it_did(empty_database_url: URL) -> None:
     url = empty_database_url.render_as_string(hide_password=False)
-    assert _pomreport("migrate", database_url=url).returncode == 0
+    migrated = _pomreport("migrate", database_url=url)
+    assert migrated.returncode == 0, migrated.stderr
+    head = head_revision(empty_database_url)
+    assert "pomreport: applied " in migrated.stdout
+    assert migrated.stdout.rstrip().endswith(f"it is at the latest schema ({head})")
+    again = _pomreport("migrate", database_url=url)
+    assert again.returncode == 0
+    assert f"was at the latest schema ({head}) already; nothing to do" in again.stdout
+    assert "applied" not in again.stdout
     seeded = _pomreport("seed", "--callbacks", "300", "--seed", "2", database_url=url)
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded 300 callbacks" in seeded.stdout
@@ -84,3 +98,48 @@ def test_cli_export_schema_prints_the_served_schema() -> None:
     result = _pomreport("export-schema")
     assert result.returncode == 0
     assert result.stdout.strip() == create_schema().as_str().strip()
+
+
+def test_cli_version_prints_the_installed_version() -> None:
+    result = _pomreport("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"pomreport {importlib.metadata.version('pomreport')}"
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of the parser: ("migrate",), ("apikey", "create"), ..."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                found.append((*path, name))
+                found.extend(_commands(subparser, (*path, name)))
+    return found
+
+
+def test_cli_every_command_describes_itself_in_its_help() -> None:
+    commands = _commands(_build_parser())
+    assert ("migrate",) in commands
+    assert ("apikey", "revoke") in commands
+    for command in commands:
+        result = _pomreport(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        _usage, _, rest = result.stdout.partition("\n\n")
+        description = rest.split("\n\n")[0]
+        assert not description.startswith(("options:", "positional arguments:")), (
+            command,
+            result.stdout,
+        )
+        assert len(description.split()) >= 8, (command, result.stdout)
+
+
+def test_cli_serve_on_a_busy_port_says_so_before_anything_else(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        result = _pomreport(
+            "serve", "--port", str(port), database_url=f"sqlite:///{tmp_path / 'busy.db'}"
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"pomreport: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]

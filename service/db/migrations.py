@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,9 +40,24 @@ def alembic_config(database_url: URL) -> Config:
     return config
 
 
-def upgrade_to_head(database_url: URL) -> None:
-    """Apply every migration the database has not seen yet."""
-    command.upgrade(alembic_config(database_url), "head")
+def upgrade_to_head(database_url: URL) -> list[str]:
+    """Apply every migration the database has not seen yet; returns the revisions applied, in
+    order (none when the database was at the latest schema already)."""
+    config = alembic_config(database_url)
+    applied: list[str] = []
+
+    def record(*, step: MigrationInfo, **_context: object) -> None:
+        applied.append(step.up_revision_id or "")
+
+    config.attributes["on_version_apply"] = record
+    command.upgrade(config, "head")
+    return applied
+
+
+def head_revision(database_url: URL) -> str:
+    """The latest migration's revision."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    return head or "base"
 
 
 def downgrade_to_base(database_url: URL) -> None:

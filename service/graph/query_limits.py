@@ -4,7 +4,7 @@ One walk over the chosen operation measures its depth, aliases and complexity, f
 fragment spreads through a memo, so a document that spreads one fragment thousands of times is
 measured in time proportional to its size, not to its expansion. Complexity counts every field
 once and multiplies what is under a list field by the page size it asks for (`first`/`last`,
-else the default page); page sizes over the maximum are refused here too.
+else the default page); page sizes over the maximum, or negative, are refused here too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from service.errors import PageTooLargeError, QueryTooComplexError
+from service.errors import PageSizeError, QueryTooComplexError
 from service.graph.pagination import DEFAULT_PAGE_SIZE
 from service.settings import QueryLimits
 
@@ -101,8 +101,10 @@ class _Walker:
             elif isinstance(argument.value, VariableNode):
                 value = self.variables.get(argument.value.name.value)
             if isinstance(value, int) and not isinstance(value, bool):
+                if value < 0:  # refused here like a page too large: a 400, before anything runs
+                    raise PageSizeError(f"{argument.name.value} must not be negative, got {value}")
                 if value > self.limits.max_page_size:
-                    raise PageTooLargeError(
+                    raise PageSizeError(
                         f"{argument.name.value} must be at most {self.limits.max_page_size}, "
                         f"got {value}; page through with cursors"
                     )

@@ -181,6 +181,27 @@ def test_callbacks_bad_page_arguments_are_bad_user_input(
     assert graphql.statements == []
 
 
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ callbacks(first: -1) { totalCount } }", None),
+        ("{ callbacks(last: -3) { totalCount } }", None),
+        ("query($n: Int) { callbacks(first: $n) { totalCount } }", {"n": -1}),
+        ("{ callbacks(first: 501) { totalCount } }", None),
+        ("query($n: Int) { callbacks(first: $n) { totalCount } }", {"n": 10000}),
+    ],
+)
+def test_page_sizes_out_of_range_are_refused_alike_before_anything_runs(
+    graphql: GraphQLClient, query: str, variables: dict[str, int] | None
+) -> None:
+    response = graphql.post(query, variables)
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body or body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert graphql.statements == []
+
+
 def test_callbacks_cursor_of_another_order_is_refused(graphql: GraphQLClient) -> None:
     page = graphql.data("{ callbacks(first: 1) { pageInfo { endCursor } } }")
     cursor = page["callbacks"]["pageInfo"]["endCursor"]
