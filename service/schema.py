@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse
+from graphql import DocumentNode, ExecutionResult, GraphQLError, parse, print_ast
 from graphql.execution import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
@@ -18,31 +20,92 @@ from strawberry.types import ExecutionContext
 from service.auth.permissions import OperationAuthorization
 from service.compiled.execution import CompiledQueries, compiled_execution_extension
 from service.errors import ErrorCodes, mask_unexpected_errors
-from service.graph.context import FreshLoadersPerOperation
+from service.graph.context import Context, FreshLoadersPerOperation
 from service.graph.mutation import Mutation
 from service.graph.nodes import NODE_TYPES
 from service.graph.query import EntityQuery
 from service.graph.query_limits import query_limits_extension
-from service.graph.subscription import Subscription
+from service.graph.subscription import CallbackStatusChange, Subscription
 from service.reports.callbacks_scheduled_details.query import ReportQuery
 from service.settings import QueryLimits
 
 
 class SubscriptionEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Gives each subscription event its own subfield memo.
+    """Executes each subscription event once for all subscribers that would get the same
+    answer, and gives each event its own subfield memo.
+
+    This is the general path's sharing, for subscribers that run Strawberry's stream (legacy
+    graphql-ws, or the compiled path switched off); graphql-transport-ws subscribers share
+    through their delivery groups instead (`service.graph.fanout`). Subscribers of one change
+    share its event object (`CallbackStatusChange`). Those with the same operation, variables
+    and row scope get the same response, so the first of them executes it and the others take
+    its result: one execution per change and kind of subscriber, not one per subscriber. A
+    result with errors is not shared (each subscriber's errors are masked and logged as its
+    own); the others execute for themselves.
 
     graphql-core 3.3 copies the subscription's executor for every event, sharing its
     `collect_subfields` memo. The memo is keyed by the identity of per-event field lists
     and keeps them alive, so across events it never hits and only grows: about 2.4 KiB per
     subscription per change until the subscription ends (see bench/README.md). Within one
-    event it still does its job. (Subscribers over WebSockets share their events' executions
-    in `service.graph.fanout` and do not come this way.)
+    event it still does its job.
     """
 
+    # What a subscription's response depends on besides the event and the caller's row scope:
+    # its operation, fragments and variables; computed once per subscription.
+    _operation_key: tuple[str, bytes] | None = None
+
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
+        if self._operation_key is None:
+            printed = [print_ast(self.operation)]
+            printed.extend(sorted(print_ast(f.definition) for f in self.fragments.values()))
+            variables = orjson.dumps(
+                self.variable_values.coerced, default=repr, option=orjson.OPT_SORT_KEYS
+            )
+            self._operation_key = ("\n".join(printed), variables)
         executor = super().build_per_event_executor(payload)
         executor._relevant_sub_fields = {}
         return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        event = self.root_value
+        context = self.context_value
+        if (
+            self._operation_key is None  # not a stream's event: a delivery group's execution
+            or not isinstance(event, CallbackStatusChange)
+            or not isinstance(context, Context)
+        ):
+            return super().execute_operation(serially)
+        key = (self._operation_key, context.caller.row_scope)
+        shared = event.shared_results.get(key)
+        if shared is None:
+            result = super().execute_operation(serially)
+            if not self.is_awaitable(result):
+                event.shared_results[key] = result  # complete already: others take it as is
+                return result
+            running = asyncio.ensure_future(result)
+            event.shared_results[key] = running
+            return self._first_result(running)
+        if isinstance(shared, asyncio.Future):
+            if not shared.done():
+                return self._shared_result(shared, serially)
+            shared = shared.result()
+        # A result with errors is the first subscriber's own: the others execute for themselves.
+        return super().execute_operation(serially) if shared.errors else shared
+
+    @staticmethod
+    async def _first_result(running: asyncio.Future[ExecutionResult]) -> ExecutionResult:
+        # Shielded: the subscriber that started it may leave while others wait for it.
+        return await asyncio.shield(running)
+
+    async def _shared_result(
+        self, running: asyncio.Future[ExecutionResult], serially: bool | None
+    ) -> ExecutionResult:
+        result = await asyncio.shield(running)
+        if not result.errors:
+            return result
+        own = super().execute_operation(serially)
+        # A subscription event's result is always a plain ExecutionResult (no @defer).
+        return cast(ExecutionResult, await own if self.is_awaitable(own) else own)
 
 
 def parsed_documents_extension(max_documents: int = 512) -> type[SchemaExtension]:

@@ -5,8 +5,10 @@ same response to a change. They join one `DeliveryGroup`, registered with the hu
 for each change it matches, the group executes the operation once, encodes the response once,
 and hands each subscriber its message as text (the protocol's frame around the shared payload).
 Each subscriber writes its own messages in order, checking its key first, so a slow socket or
-a key lookup never holds up the others, and a subscriber that falls too far behind is closed
-with SUBSCRIBER_TOO_SLOW as the hub's own subscribers are.
+a key lookup never holds up the others. A subscriber with more than the backlog of changes
+waiting is closed with SUBSCRIBER_TOO_SLOW, as the hub's own subscribers are; so is every
+member of a group whose executions fall that far behind the changes. A member gets the
+changes offered after it joined, as a subscriber of the hub would.
 
 The subscription's resolver joins a group only when the WebSocket handler says, through
 `SUBSCRIPTION_SOCKET`, which socket and operation it runs for. It then ends its stream at once,
@@ -28,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from strawberry.types import ExecutionResult
 
-from service.errors import ClientError, SubscriberTooSlowError, UnauthenticatedError
+from service.errors import SubscriberTooSlowError, UnauthenticatedError
 from service.events.hub import ChangeFilter, DeliveredChange, EventHub
 
 logger = logging.getLogger(__name__)
@@ -102,29 +105,39 @@ class GroupMember:
         # Shared payloads ready to write, or events to execute first.
         self._pending: collections.deque[str | OwnExecution] = collections.deque()
         self._wake: asyncio.Future[None] | None = None
-        self._ending: ClientError | None = None
+        self._ending: GraphQLError | None = None
         self._closed = False  # its socket failed: nothing more is written
         self._leave: Callable[[], None] | None = None
+        # The number of the last change offered to its group before it joined: it gets only
+        # later ones, as a subscriber of the hub would.
+        self.joined_after = 0
 
     def push(self, message: str | OwnExecution) -> None:
         """Queue a payload (or an event to execute) for `deliver` to write."""
-        if self._ending is not None or self._closed:
-            return
         if len(self._pending) >= self._backlog:
-            self._pending.clear()
-            self._ending = SubscriberTooSlowError(
-                f"subscription closed: more than {self._backlog} changes waited for this "
-                "client; resubscribe and read faster, or narrow the filter"
-            )
-        else:
+            self.end(too_slow(self._backlog))
+            return
+        if self._ending is None and not self._closed:
             self._pending.append(message)
+            self._wake_up()
+
+    def end(self, error: GraphQLError) -> None:
+        """End the subscription with `error` (what `deliver` returns); nothing queued is
+        written."""
+        if self._ending is None:
+            self._ending = error
+            self._pending.clear()
+            self._wake_up()
+
+    def _wake_up(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def deliver(self) -> ClientError:
+    async def deliver(self) -> GraphQLError:
         """Write the queued messages as they come, in order, until the subscription ends
         with an error, which is returned (it is also cancelled, when the client completes
-        it or goes away)."""
+        it or goes away). An unexpected failure ends it as on Strawberry's stream: the
+        handler masks the error (SERVICE_UNAVAILABLE when the database is out)."""
         loop = asyncio.get_running_loop()
         while self._ending is None:
             if not self._pending or self._closed:
@@ -132,16 +145,19 @@ class GroupMember:
                 await self._wake
                 continue
             pending = self._pending.popleft()
-            # A key revoked while the subscription runs ends it at the next change.
-            if not await self._key_holds():
-                self.revoked = True
-                return UnauthenticatedError("the API key is no longer valid")
             try:
+                # A key revoked while the subscription runs ends it at the next change.
+                if not await self._key_holds():
+                    self.revoked = True
+                    return UnauthenticatedError("the API key is no longer valid")
                 payload = (
                     pending
                     if isinstance(pending, str)
                     else encode_payload(await self.execute(pending.event))
                 )
+            except Exception as error:
+                return GraphQLError(str(error), original_error=error)
+            try:
                 await self.socket.send_text(f"{self.socket.frame_prefix}{payload}}}")
             except Exception as error:  # its socket went away; the handler cancels the rest
                 logger.debug("subscriber %s stopped writing: %r", self.socket.operation_id, error)
@@ -162,12 +178,18 @@ class DeliveryGroup:
     """Subscribers with one operation, variables and row scope: one execution per change."""
 
     def __init__(
-        self, change_filter: ChangeFilter, make_event: Callable[[DeliveredChange], object]
+        self,
+        change_filter: ChangeFilter,
+        make_event: Callable[[DeliveredChange], object],
+        backlog: int,
     ) -> None:
         self.change_filter = change_filter
         self._make_event = make_event
         self.members: dict[GroupMember, None] = {}  # in joining order
-        self._changes: collections.deque[DeliveredChange] = collections.deque()
+        # Changes waiting for the group's execution, each with its number.
+        self._changes: collections.deque[tuple[int, DeliveredChange]] = collections.deque()
+        self.offered = 0  # changes offered so far
+        self._backlog = backlog
         self._worker: asyncio.Task[None] | None = None
 
     @property
@@ -177,7 +199,15 @@ class DeliveryGroup:
     def offer(self, change: DeliveredChange) -> None:
         if not self.change_filter.matches(change):
             return
-        self._changes.append(change)
+        self.offered += 1
+        if len(self._changes) >= self._backlog:
+            # Executing falls behind the changes (a slow database, an expensive document):
+            # every member is that far behind, and is closed as one that reads too slowly.
+            self._changes.clear()
+            for member in self.members:
+                member.end(too_slow(self._backlog))
+            return
+        self._changes.append((self.offered, change))
         if self._worker is None:
             self._worker = asyncio.create_task(self._deliver())
 
@@ -188,10 +218,12 @@ class DeliveryGroup:
     async def _deliver(self) -> None:
         try:
             while self._changes:
-                event = self._make_event(self._changes.popleft())
+                number, change = self._changes.popleft()
+                event = self._make_event(change)
                 message = await self._shared_message(event)
                 for member in list(self.members):
-                    member.push(OwnExecution(event) if message is None else message)
+                    if member.joined_after < number:
+                        member.push(OwnExecution(event) if message is None else message)
         finally:
             self._worker = None
 
@@ -205,8 +237,22 @@ class DeliveryGroup:
             result = await leader.execute(event)
         except Exception:
             logger.exception("a shared subscription event failed; its subscribers execute it")
+            result = None
+        if result is None or result.errors:
+            # Another member leads next time: this one's key may have been revoked.
+            if leader in self.members:
+                del self.members[leader]
+                self.members[leader] = None
             return None
-        return None if result.errors else encode_payload(result)
+        return encode_payload(result)
+
+
+def too_slow(backlog: int) -> SubscriberTooSlowError:
+    """The error that closes a subscriber with more than `backlog` changes waiting."""
+    return SubscriberTooSlowError(
+        f"subscription closed: more than {backlog} changes waited for this client; "
+        "resubscribe and read faster, or narrow the filter"
+    )
 
 
 def join_group(
@@ -217,7 +263,8 @@ def join_group(
     member: GroupMember,
 ) -> None:
     """Make `member` one of the group under `key` (made on first use) until it leaves."""
-    group = hub.shared_sink(key, lambda: DeliveryGroup(change_filter, make_event))
+    group = hub.shared_sink(key, lambda: DeliveryGroup(change_filter, make_event, hub.backlog))
+    member.joined_after = group.offered
     group.members[member] = None
 
     def leave() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncGenerator
-from typing import cast
+from typing import Any, cast
 
-import orjson
 import strawberry
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -34,6 +34,11 @@ class CallbackStatusChange:
     previous_status: CallbackStatus | None
     status: CallbackStatus
     changed_at: dt.datetime
+    # The responses executed for this change on the general path, by what they depend on
+    # (operation, variables, row scope): every subscriber of the change gets this one object,
+    # so those that would get the same response share one execution
+    # (SubscriptionEventExecutionContext). Delivery groups share theirs by themselves.
+    shared_results: strawberry.Private[dict[Any, Any]]
 
     @classmethod
     def of(cls, change: DeliveredChange) -> CallbackStatusChange:
@@ -45,6 +50,7 @@ class CallbackStatusChange:
                 previous_status=change.previous_status,
                 status=change.status,
                 changed_at=change.changed_at,
+                shared_results={},
             )
         return cast(CallbackStatusChange, event)
 
@@ -107,7 +113,8 @@ def _hand_over(info: Info, socket: SubscriptionSocket, change_filter: ChangeFilt
     key = (
         socket.query,
         socket.operation_name,
-        orjson.dumps(socket.variables, option=orjson.OPT_SORT_KEYS),
+        # The declared variables as coerced (undeclared ones cannot change the response).
+        json.dumps(info.variable_values, sort_keys=True, default=repr),
         change_filter.row_scope,
     )
     join_group(hub, key, change_filter, CallbackStatusChange.of, member)

@@ -102,7 +102,8 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         socket = SUBSCRIPTION_SOCKET.get()
         if socket is not None:
             ending = await deliver_handed_over(socket)
-            if ending is not None:
+            if ending is not None and ending.errors:
+                self.schema.process_errors(ending.errors)  # masked as on the stream
                 await operation.send_next(ending)
 
 

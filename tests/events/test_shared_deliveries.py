@@ -16,13 +16,16 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL
 from starlette.testclient import WebSocketTestSession
+from strawberry.types import ExecutionResult
 
 from service.auth.api_keys import create_api_key
 from service.db.models.api_key import Role
-from service.errors import SubscriberTooSlowError
-from service.graph.fanout import GroupMember, SubscriptionSocket, encode_payload
+from service.errors import SubscriberTooSlowError, mask_unexpected_errors
+from service.events.hub import ChangeFilter, DeliveredChange, EventHub
+from service.graph.fanout import GroupMember, SubscriptionSocket, encode_payload, join_group
 from service.settings import Settings
 from tests.callbacks.test_rules import T0, _iso, _schedule, _setup
+from tests.events.test_hub import _change
 from tests.events.test_subscription import wait_for_subscribers
 from tests.graphql_client import GraphQLClient, on_database, serve_graphql
 
@@ -246,6 +249,98 @@ async def test_a_member_whose_socket_fails_stops_writing_until_it_is_cancelled()
 
 
 def test_encoded_payloads_carry_errors_only_when_there_are_some() -> None:
-    from strawberry.types import ExecutionResult
-
     assert encode_payload(ExecutionResult(data={"a": 1}, errors=None)) == '{"data":{"a":1}}'
+
+
+async def test_a_key_check_that_fails_unexpectedly_ends_the_subscription_with_that_error() -> None:
+    socket = _Socket()
+    socket.drained.set()
+
+    async def unreachable() -> bool:
+        raise ConnectionRefusedError("the database is down")
+
+    member = _member(socket, unreachable)
+    member.push('"0"')
+    error = await asyncio.wait_for(member.deliver(), 5)
+    assert isinstance(error.original_error, ConnectionRefusedError)
+    mask_unexpected_errors([error])  # as the handler does before sending it
+    assert error.formatted["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    assert socket.written == []
+
+
+# --- a group, with executions of the test's making ---------------------------------------------
+
+
+async def _callback_id(change: object) -> ExecutionResult:
+    assert isinstance(change, DeliveredChange)
+    return ExecutionResult(data={"id": change.callback.callback_id}, errors=None)
+
+
+def _group_member(socket: _Socket, execute: Any, backlog: int = 3) -> GroupMember:
+    subscription = SubscriptionSocket("1", "subscription { x }", None, None, "", socket.send_text)
+    return GroupMember(subscription, execute, _key_holds, backlog)
+
+
+def _offer(hub: EventHub, number: int) -> None:
+    for sink in list(hub._sinks):
+        sink.offer(_change(number))
+
+
+async def test_a_member_gets_only_the_changes_offered_after_it_joined() -> None:
+    hub = EventHub(None, backlog=3)  # type: ignore[arg-type]  # loads nothing here
+    executing = asyncio.Event()
+
+    async def held(change: object) -> ExecutionResult:
+        await executing.wait()
+        return await _callback_id(change)
+
+    first, second = _Socket(), _Socket()
+    first.drained.set()
+    second.drained.set()
+    early = _group_member(first, held)
+    join_group(hub, "key", ChangeFilter(), lambda change: change, early)
+    delivering = [asyncio.ensure_future(early.deliver())]
+    _offer(hub, 1)  # being executed when the second subscriber joins
+    await asyncio.sleep(0)
+    late = _group_member(second, held)
+    join_group(hub, "key", ChangeFilter(), lambda change: change, late)
+    delivering.append(asyncio.ensure_future(late.deliver()))
+    assert hub.subscriber_count == 2
+    _offer(hub, 2)
+    executing.set()
+    await first.wait_for_writes(2)
+    await second.wait_for_writes(1)
+    assert first.written == ['{"data":{"id":"CB1"}}}', '{"data":{"id":"CB2"}}}']
+    assert second.written == ['{"data":{"id":"CB2"}}}']
+    for task in delivering:
+        task.cancel()
+    await asyncio.gather(*delivering, return_exceptions=True)
+    late.leave()
+    early.leave()
+    assert hub.subscriber_count == 0
+    assert not hub._shared_sinks
+
+
+async def test_a_group_whose_executions_fall_behind_closes_its_members_as_too_slow() -> None:
+    hub = EventHub(None, backlog=3)  # type: ignore[arg-type]
+    executing = asyncio.Event()
+
+    async def stuck(change: object) -> ExecutionResult:
+        await executing.wait()
+        return await _callback_id(change)
+
+    socket = _Socket()
+    socket.drained.set()
+    member = _group_member(socket, stuck)
+    join_group(hub, "key", ChangeFilter(), lambda change: change, member)
+    delivering = asyncio.ensure_future(member.deliver())
+    for number in range(6):  # one executing, three waiting, then one too many
+        _offer(hub, number)
+        await asyncio.sleep(0)
+    error = await asyncio.wait_for(delivering, 5)
+    assert isinstance(error, SubscriberTooSlowError)
+    executing.set()
+    await asyncio.sleep(0.01)
+    assert socket.written == []
+    member.leave()
+    assert not hub._shared_sinks

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
 from starlette.testclient import WebSocketTestSession
 
 from tests.callbacks.test_rules import T0, _iso, _schedule, _setup
@@ -93,37 +94,45 @@ def test_subscription_legacy_graphql_ws_protocol(empty_graphql: GraphQLClient) -
         websocket.send_json({"id": "7", "type": "stop"})
 
 
-def _subscribe(websocket: WebSocketTestSession, variables: dict[str, Any]) -> None:
+def _subscribe(
+    websocket: WebSocketTestSession,
+    variables: dict[str, Any],
+    protocol: str = "graphql-transport-ws",
+) -> None:
     websocket.send_json({"type": "connection_init"})
     assert websocket.receive_json()["type"] == "connection_ack"
     websocket.send_json(
         {
             "id": "1",
-            "type": "subscribe",
+            "type": "subscribe" if protocol == "graphql-transport-ws" else "start",
             "payload": {"query": SUBSCRIPTION, "variables": variables},
         }
     )
 
 
+# graphql-transport-ws shares through delivery groups; legacy graphql-ws through the shared
+# per-change results of Strawberry's streams (SubscriptionEventExecutionContext).
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
 def test_subscribers_with_one_document_and_variables_share_one_execution_per_change(
-    empty_graphql: GraphQLClient,
+    empty_graphql: GraphQLClient, protocol: str
 ) -> None:
     _setup(empty_graphql)
     _schedule(empty_graphql, "CB0")
     # What the mutation itself reads of contacts, with nobody subscribed.
     alone = sum("FROM contact" in statement for statement in empty_graphql.statements)
-    kinds = [{}, {}, {}, {}, {"filter": {"contactId": "C1"}}, {"filter": {"contactId": "C1"}}]
+    # An undeclared variable changes nothing: one kind, however large its value.
+    huge = {"undeclared": 2**70}
+    c1: dict[str, Any] = {"filter": {"contactId": "C1"}}
+    kinds: list[dict[str, Any]] = [{}, {}, {}, huge, c1, c1]
     with contextlib.ExitStack() as stack:
         websockets = [
             stack.enter_context(
-                empty_graphql.client.websocket_connect(
-                    "/graphql", subprotocols=["graphql-transport-ws"]
-                )
+                empty_graphql.client.websocket_connect("/graphql", subprotocols=[protocol])
             )
             for _ in kinds
         ]
         for websocket, variables in zip(websockets, kinds, strict=True):
-            _subscribe(websocket, variables)
+            _subscribe(websocket, variables, protocol)
         wait_for_subscribers(empty_graphql, len(kinds))
         _schedule(empty_graphql, "CB1", callId="CALL-2")
         payloads = [_next_payload(websocket) for websocket in websockets]
