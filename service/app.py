@@ -24,7 +24,7 @@ from service.compiled.endpoint import CompiledQueryEndpoint
 from service.db.engines import create_engine, create_session_maker, create_write_engine
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
-from service.graph.view import PomreportGraphQL
+from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
 from service.schema import create_schema
 from service.settings import Settings
 
@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
         schema,
         graphql_ide="graphiql" if settings.introspection else None,
         connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout_seconds),
+        subscription_protocols=SUBSCRIPTION_PROTOCOLS,
     )
     app = Starlette(
         routes=[

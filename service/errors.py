@@ -37,6 +37,20 @@ class BadUserInputError(ClientError):
     code = "BAD_USER_INPUT"
 
 
+class BadRequestError(ClientError):
+    """The request is not one the endpoint can answer the way it was sent."""
+
+    code = "BAD_REQUEST"
+
+
+# How a client can receive a subscription: every way the service offers.
+SUBSCRIPTION_TRANSPORTS = (
+    "subscribe over a WebSocket to /graphql (graphql-transport-ws, or legacy graphql-ws), or "
+    "POST with 'Accept: text/event-stream' (GraphQL over Server-Sent Events) or "
+    "'Accept: multipart/mixed;subscriptionSpec=1.0' (multipart subscriptions)"
+)
+
+
 class NotFoundError(ClientError):
     """The request names an object that does not exist."""
 

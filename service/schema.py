@@ -10,7 +10,14 @@ from typing import Any, cast
 
 import orjson
 import strawberry
-from graphql import DocumentNode, ExecutionResult, GraphQLError, parse, print_ast
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    parse,
+    print_ast,
+)
 from graphql.execution import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
@@ -19,7 +26,12 @@ from strawberry.types import ExecutionContext
 
 from service.auth.permissions import OperationAuthorization
 from service.compiled.execution import CompiledQueries, compiled_execution_extension
-from service.errors import ErrorCodes, mask_unexpected_errors
+from service.errors import (
+    SUBSCRIPTION_TRANSPORTS,
+    BadRequestError,
+    ErrorCodes,
+    mask_unexpected_errors,
+)
 from service.graph.context import Context, FreshLoadersPerOperation
 from service.graph.mutation import Mutation
 from service.graph.nodes import NODE_TYPES
@@ -69,6 +81,15 @@ class SubscriptionEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         event = self.root_value
         context = self.context_value
+        if (
+            self.operation.operation is OperationType.SUBSCRIPTION
+            and self._operation_key is None  # not a stream's event
+            and not isinstance(event, CallbackStatusChange)  # nor a delivery group's
+        ):
+            # A subscription sent as a plain request: no stream to deliver its events on.
+            raise BadRequestError(
+                f"a subscription needs a stream to deliver its events: {SUBSCRIPTION_TRANSPORTS}"
+            )
         if (
             self._operation_key is None  # not a stream's event: a delivery group's execution
             or not isinstance(event, CallbackStatusChange)

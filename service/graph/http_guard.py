@@ -21,7 +21,12 @@ from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import HTTPRequestError, graphql_error_body, send_graphql_error
+from service.errors import (
+    SUBSCRIPTION_TRANSPORTS,
+    HTTPRequestError,
+    graphql_error_body,
+    send_graphql_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,10 @@ def _check_get(scope: Scope) -> None:
             continue
         named = definition.name.value if definition.name else None
         if (wanted is None or named == wanted) and definition.operation is not OperationType.QUERY:
+            if definition.operation is OperationType.SUBSCRIPTION:
+                raise HTTPRequestError(
+                    405, f"subscriptions are not allowed with GET: {SUBSCRIPTION_TRANSPORTS}"
+                )
             raise HTTPRequestError(
                 405, f"{definition.operation.value}s are not allowed with GET; send a POST"
             )
@@ -168,12 +177,15 @@ async def _disconnect(receive: Receive) -> None:
 
 
 def _replay(body: bytes) -> Receive:
+    """The body, then nothing until the request ends: the guard alone listens for the client
+    leaving (and cancels the answer then), so a streamed answer (a subscription over Server-Sent
+    Events) is not told the client left when it has not."""
     sent = False
 
     async def receive() -> Message:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            await asyncio.get_running_loop().create_future()  # until cancelled with the answer
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 

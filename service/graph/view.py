@@ -15,6 +15,12 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.schema import StreamResult
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -129,6 +135,16 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
         await asyncio.sleep(view.connection_init_wait_timeout.total_seconds())
         if not self.connection_acknowledged:
             await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+
+# Subscriptions over WebSockets, and over HTTP (Server-Sent Events, or multipart) for clients
+# that cannot open one.
+SUBSCRIPTION_PROTOCOLS = (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    GRAPHQL_SSE_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 
 
 class PomreportGraphQL(GraphQL[Context, None]):

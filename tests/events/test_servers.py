@@ -356,3 +356,59 @@ def test_serve_refuses_several_workers_on_sqlite_without_redis(tmp_path: Path) -
     assert result.returncode == 1
     assert "--workers 2 needs status-change events" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Subscriptions over HTTP, for clients that cannot open a WebSocket ------------------------
+
+
+async def _first_event(response: httpx.Response, marker: str) -> str:
+    """What the stream sent up to and including the first event that holds `marker`."""
+    received = ""
+    async with asyncio.timeout(10):
+        async for chunk in response.aiter_text():
+            received += chunk
+            if marker in received:
+                return received
+    raise AssertionError(f"the stream ended without {marker!r}: {received!r}")
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("text/event-stream", "text/event-stream"),
+        ("multipart/mixed;subscriptionSpec=1.0,application/json", "multipart/mixed"),
+    ],
+)
+async def test_a_subscription_over_http_streams_changes_and_ends_with_the_client(
+    served_app: tuple[_LoopCapture, str], accept: str, content_type: str
+) -> None:
+    app, address = served_app
+    base_url = f"http://{address}"
+    await _prepare(base_url)
+    baseline = await asyncio.to_thread(_inside, app)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=10) as client,
+        client.stream(
+            "POST", "/graphql", json={"query": SUBSCRIPTION}, headers={"accept": accept}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(content_type)
+        await _settle(app, 1)
+        await _post(base_url, SCHEDULE, _schedule_variables("CB-HTTP"))
+        received = await _first_event(response, "CB-HTTP")
+    # SSE: "data: {...}" lines; multipart: a part whose body is the JSON line.
+    (line,) = [
+        line.removeprefix("data: ")
+        for line in received.splitlines()
+        if "CB-HTTP" in line and line.removeprefix("data: ").startswith("{")
+    ]
+    change = json.loads(line)
+    payload = change.get("payload", change)  # multipart wraps each result in a payload
+    assert payload["data"]["callbackStatusChanged"] == {
+        "previousStatus": None,
+        "status": "ACTIVE",
+        "callback": {"callbackId": "CB-HTTP"},
+    }
+    # The client went away: its subscription and tasks are gone.
+    assert await _settle(app, 0, baseline[1]) == (0, baseline[1])

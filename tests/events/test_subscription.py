@@ -142,3 +142,20 @@ def test_subscribers_with_one_document_and_variables_share_one_execution_per_cha
         # the contact once, for six subscribers.
         loads = sum("FROM contact" in statement for statement in empty_graphql.statements)
         assert loads - alone == 2, empty_graphql.statements
+
+
+def test_a_subscription_sent_as_a_plain_request_is_a_bad_request_naming_the_ways_that_work(
+    empty_graphql: GraphQLClient,
+) -> None:
+    query = "subscription { callbackStatusChanged { status } }"
+    posted = empty_graphql.post(query)
+    fetched = empty_graphql.client.get(
+        "/graphql", params={"query": query}, headers={"accept": "application/json"}
+    )
+    for response, status in ((posted, 400), (fetched, 405)):
+        assert response.status_code == status
+        error = response.json()["errors"][0]
+        assert error["extensions"]["code"] == "BAD_REQUEST"
+        for way in ("WebSocket", "text/event-stream", "multipart/mixed;subscriptionSpec=1.0"):
+            assert way in error["message"]
+    assert empty_graphql.statements == []
