@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -25,6 +26,7 @@ from service.db.engines import create_engine, create_session_maker, create_write
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
 from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
+from service.request_ids import RequestIds
 from service.schema import create_schema
 from service.settings import Settings
 
@@ -126,6 +128,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
+        middleware=[Middleware(RequestIds)],
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import gc
@@ -15,9 +16,11 @@ import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import asyncpg
 import uvicorn
+import uvicorn.config
 from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -274,6 +277,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             port=port,
             workers=workers,
             log_level="info",
+            log_config=log_config(),
             ws_per_message_deflate=settings.websocket_compression,
         )
         return 0
@@ -284,9 +288,26 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level="info",
+        log_config=log_config(),
         ws_per_message_deflate=settings.websocket_compression,
     )
     return 0
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging with the request ID on every line (`-` outside a request), and the
+    service's own loggers written the same way."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"request_id": {"()": "service.request_ids.RequestIdLogFilter"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["request_id"]
+    formatters = config["formatters"]
+    formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
+    formatters["access"]["fmt"] = (
+        '%(levelprefix)s [%(request_id)s] %(client_addr)s - "%(request_line)s" %(status_code)s'
+    )
+    config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _check_port_free(host: str, port: int) -> None:

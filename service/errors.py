@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 
 import asyncpg
@@ -15,6 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import Send
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+
+from service.request_ids import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
 
     An unreachable database, or a pool with no connection free in time, is SERVICE_UNAVAILABLE
     (HTTP 503 with Retry-After); every other unexpected failure becomes INTERNAL_SERVER_ERROR
-    with a request id, logged in full under that id. No message carries SQL, a traceback or a
-    path.
+    with the request's ID (its X-Request-ID), logged in full under that ID. No message carries
+    SQL, a traceback or a path.
     """
     if isinstance(original, PoolTimeoutError):
         logger.warning("no database connection free in time: %s", original)
@@ -175,7 +176,7 @@ def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
     if is_database_unavailable(original):
         logger.warning("database unavailable: %s", original)
         return "the database is unavailable; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
-    request_id = uuid.uuid4().hex[:16]
+    request_id = current_request_id()
     logger.error("request %s failed", request_id, exc_info=original)
     return (
         f"internal server error (request id {request_id})",

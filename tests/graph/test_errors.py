@@ -74,10 +74,15 @@ def test_unexpected_failure_is_masked_with_a_request_id_and_logged(
     with TestClient(create_app(settings)) as client:
         # CallbackAttempt:1, whose table is gone.
         query = '{ node(id: "Q2FsbGJhY2tBdHRlbXB0OjE=") { id } }'
-        failed = client.post("/graphql", json={"query": query}).json()
+        response = client.post(
+            "/graphql", json={"query": query}, headers={"X-Request-ID": "support-ticket-42"}
+        )
+        failed = response.json()
     error = failed["errors"][0]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     request_id = error["extensions"]["requestId"]
+    # The client's own ID names the failure, in the body, the header and the log.
+    assert request_id == response.headers["x-request-id"] == "support-ticket-42"
     assert error["message"] == f"internal server error (request id {request_id})"
     assert "callback_attempt" not in str(failed)
     assert any(request_id in record.getMessage() for record in caplog.records)

@@ -1,0 +1,108 @@
+"""X-Request-ID (SPEC 6): taken when valid, made otherwise, returned on every response, and
+written on every log line of the request."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.graphql_client import GraphQLClient
+
+QUERY = "{ agents(first: 1) { totalCount } }"
+MADE = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("abc-123_X.y", True),
+        ("a" * 128, True),
+        (None, False),
+        ("", False),
+        ("a" * 129, False),
+        ("has space", False),
+        ("semi;colon", False),
+    ],
+)
+def test_a_valid_request_id_is_returned_and_any_other_is_replaced(
+    empty_graphql: GraphQLClient, sent: str | None, kept: bool
+) -> None:
+    headers = {} if sent is None else {"X-Request-ID": sent}
+    for response in (
+        empty_graphql.client.post("/graphql", json={"query": QUERY}, headers=headers),
+        empty_graphql.client.get("/healthz", headers=headers),
+        empty_graphql.client.post("/graphql", content=b"{", headers=headers),  # refused early
+    ):
+        returned = response.headers["x-request-id"]
+        assert returned == sent if kept else MADE.fullmatch(returned), (sent, returned)
+
+
+def test_each_request_without_an_id_gets_its_own(empty_graphql: GraphQLClient) -> None:
+    ids = {
+        empty_graphql.client.post("/graphql", json={"query": QUERY}).headers["x-request-id"]
+        for _ in range(5)
+    }
+    assert len(ids) == 5
+
+
+def test_a_websocket_handshake_returns_its_request_id(empty_graphql: GraphQLClient) -> None:
+    with empty_graphql.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers={"X-Request-ID": "ws-1"}
+    ) as websocket:
+        websocket.send_json({"type": "connection_init"})
+        assert websocket.receive_json()["type"] == "connection_ack"
+        headers: list[tuple[bytes, bytes]] = websocket.extra_headers or []
+        accepted = dict(headers)
+        assert accepted[b"x-request-id"] == b"ws-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    environment = {**os.environ, "DATABASE_URL": url, "POMREPORT_EXPIRY_SWEEP_SECONDS": "0"}
+    command = [sys.executable, "-m", "service.cli"]
+    subprocess.run([*command, "migrate"], env=environment, check=True, capture_output=True)
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [*command, "serve", "--port", str(port)],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            while True:
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.1)
+            answered = client.post(
+                "/graphql", json={"query": QUERY}, headers={"X-Request-ID": "trace-7"}
+            )
+            assert answered.headers["x-request-id"] == "trace-7"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    assert any("[trace-7]" in line and "POST /graphql" in line for line in lines), lines
+    # Lines outside any request carry "-".
+    assert any("[-]" in line and "Application startup complete" in line for line in lines), lines
