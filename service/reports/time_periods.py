@@ -183,8 +183,11 @@ def _between(
 def _in_utc_and_zone(
     field: str, value: dt.datetime, zone: zoneinfo.ZoneInfo
 ) -> tuple[dt.datetime, dt.datetime]:
-    """Read a from / to value (naive means UTC) as UTC and as wall-clock time in the zone."""
-    aware = value if _is_aware(value) else value.replace(tzinfo=dt.UTC)
+    """Read a from / to value as UTC and as wall-clock time in the zone. A value without an
+    offset is wall-clock time in the zone (a date alone is its midnight there): a user who names
+    a zone means its clock. On the day clocks change, a time that occurs twice is its first
+    occurrence, and one that never occurs is read with the offset before the change."""
+    aware = value if _is_aware(value) else value.replace(tzinfo=zone)
     try:
         return aware.astimezone(dt.UTC), aware.astimezone(zone)
     except OverflowError:

@@ -224,3 +224,17 @@ def test_report_bad_input_is_bad_user_input_before_any_sql(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert message in error["message"]
     assert graphql.statements == []
+
+
+def test_dates_without_an_offset_are_the_named_zones_days(graphql: GraphQLClient) -> None:
+    period = graphql.data(
+        """{ callbacksScheduledDetails(timePeriod: {from: "2026-11-01", to: "2026-11-15",
+                                                   timeZone: "Europe/Berlin"}) {
+               timePeriod { from to timeZone label } } }"""
+    )["callbacksScheduledDetails"]["timePeriod"]
+    assert period == {
+        "from": "2026-10-31T23:00:00+00:00",
+        "to": "2026-11-14T23:00:00+00:00",
+        "timeZone": "Europe/Berlin",
+        "label": "Between 2026-11-01 00:00 and 2026-11-15 00:00 (Europe/Berlin)",
+    }

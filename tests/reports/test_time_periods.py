@@ -153,18 +153,18 @@ def test_resolve_time_period_last_hours_counts_elapsed_hours_across_a_clock_chan
     assert bounds(period) == ("2026-03-08T05:00+00:00", "2026-03-08T08:00+00:00")
 
 
-def test_resolve_time_period_between_reads_naive_times_as_utc() -> None:
+def test_resolve_time_period_between_reads_naive_times_in_the_service_zone() -> None:
     period = resolve_time_period(
         start=dt.datetime(2026, 11, 1),
         end=dt.datetime(2026, 11, 8),
-        default_time_zone="UTC",
+        default_time_zone="America/Chicago",
         now=NOW,
     )
-    assert bounds(period) == ("2026-11-01T00:00+00:00", "2026-11-08T00:00+00:00")
-    assert period.label == "Between 2026-11-01 00:00 and 2026-11-08 00:00 (UTC)"
+    assert bounds(period) == ("2026-11-01T05:00+00:00", "2026-11-08T06:00+00:00")
+    assert period.label == "Between 2026-11-01 00:00 and 2026-11-08 00:00 (America/Chicago)"
 
 
-def test_resolve_time_period_between_labels_naive_times_in_the_requested_zone() -> None:
+def test_resolve_time_period_between_reads_naive_times_in_the_requested_zone() -> None:
     period = resolve_time_period(
         start=dt.datetime(2026, 11, 1),
         end=dt.datetime(2026, 11, 8),
@@ -172,8 +172,19 @@ def test_resolve_time_period_between_labels_naive_times_in_the_requested_zone() 
         default_time_zone="UTC",
         now=NOW,
     )
-    assert bounds(period) == ("2026-11-01T00:00+00:00", "2026-11-08T00:00+00:00")
-    assert period.label == "Between 2026-11-01 01:00 and 2026-11-08 01:00 (Europe/Berlin)"
+    assert bounds(period) == ("2026-10-31T23:00+00:00", "2026-11-07T23:00+00:00")
+    assert period.label == "Between 2026-11-01 00:00 and 2026-11-08 00:00 (Europe/Berlin)"
+
+
+def test_resolve_time_period_between_a_day_of_the_spring_clock_change_lasts_23_hours() -> None:
+    period = resolve_time_period(
+        start=dt.datetime(2026, 3, 29),
+        end=dt.datetime(2026, 3, 30),
+        time_zone="Europe/Berlin",
+        default_time_zone="UTC",
+        now=NOW,
+    )
+    assert bounds(period) == ("2026-03-28T23:00+00:00", "2026-03-29T22:00+00:00")
 
 
 def test_resolve_time_period_between_converts_offsets_to_utc() -> None:
@@ -311,14 +322,24 @@ def test_resolve_time_period_between_allows_exactly_the_longest_span() -> None:
             " got 0001-01-01T00:00:00+05:00; use a time between 0001-01-02 and 9999-12-30",
         ),
         (
+            # Tokyo wall-clock time, but before year 1 in UTC.
+            {
+                "start": dt.datetime(1, 1, 1, 3),
+                "end": dt.datetime(2026, 5, 1),
+                "time_zone": "Asia/Tokyo",
+            },
+            "timePeriod.from is too close to year 1 or 9999 to convert,"
+            " got 0001-01-01T03:00:00; use a time between 0001-01-02 and 9999-12-30",
+        ),
+        (
             # Representable in UTC, but not as Tokyo wall-clock time for the label.
             {
-                "start": dt.datetime(2026, 5, 1),
-                "end": dt.datetime(9999, 12, 31, 20),
+                "start": dt.datetime.fromisoformat("2026-05-01T00:00+00:00"),
+                "end": dt.datetime.fromisoformat("9999-12-31T20:00+00:00"),
                 "time_zone": "Asia/Tokyo",
             },
             "timePeriod.to is too close to year 1 or 9999 to convert,"
-            " got 9999-12-31T20:00:00; use a time between 0001-01-02 and 9999-12-30",
+            " got 9999-12-31T20:00:00+00:00; use a time between 0001-01-02 and 9999-12-30",
         ),
     ],
 )

@@ -30,9 +30,16 @@ class TimePeriodInput:
     )
     last_hours: int | None = strawberry.field(default=None, description="1..99 hours up to now.")
     from_: dt.datetime | None = strawberry.field(
-        name="from", default=None, description="Start, inclusive (Between)."
+        name="from",
+        default=None,
+        description="Start, inclusive (Between). Without a UTC offset it is wall-clock time in "
+        "the period's time zone, and a date alone is that day's midnight there.",
     )
-    to: dt.datetime | None = strawberry.field(default=None, description="End, exclusive.")
+    to: dt.datetime | None = strawberry.field(
+        default=None,
+        description="End, exclusive; without a UTC offset, wall-clock time in the period's "
+        "time zone, as for from.",
+    )
     time_zone: str | None = strawberry.field(
         default=None,
         description="IANA zone for day, week and month boundaries; default: the service's.",
