@@ -1,22 +1,25 @@
-"""The Starlette application: /graphql, /healthz and /readyz around one database engine."""
+"""The Starlette application: /graphql, /healthz, /readyz and /metrics around one database
+engine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from service import metrics
 from service.auth.api_keys import ApiKeyRegistry
 from service.auth.http import ApiKeyAuthentication
 from service.callbacks.expiry_sweeper import sweep_forever
@@ -25,6 +28,7 @@ from service.compiled.endpoint import CompiledQueryEndpoint
 from service.db.engines import create_engine, create_session_maker, create_write_engine
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
+from service.graph.request_metrics import RequestMetrics
 from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
 from service.request_ids import RequestIds
 from service.schema import create_schema
@@ -44,6 +48,30 @@ async def database_is_reachable(engine: AsyncEngine, *, within_seconds: float) -
         logger.warning("database not reachable: %s", error)
         return False
     return True
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; with POMREPORT_METRICS_KEY set, only for that Bearer key."""
+    key: str | None = request.app.state.settings.metrics_key
+    if key is not None:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
+            return PlainTextResponse(
+                "/metrics needs 'Authorization: Bearer <POMREPORT_METRICS_KEY>'\n",
+                status_code=401,
+                headers={"www-authenticate": 'Bearer realm="pomreport metrics"'},
+            )
+    metrics.record_pool_use(request.app.state.engine.sync_engine.pool)
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
+def count_statements(engine: AsyncEngine) -> None:
+    """Feed an engine's statements to the metrics."""
+
+    def statement(*_arguments: object) -> None:
+        metrics.count_statement()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", statement)
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -72,6 +100,9 @@ def create_app(settings: Settings) -> Starlette:
             pool_timeout_seconds=settings.pool_timeout_seconds,
         )
         write_engine = create_write_engine(settings.database_url, engine)
+        count_statements(engine)
+        if write_engine is not engine:
+            count_statements(write_engine)
         app.state.engine = engine
         app.state.session_maker = create_session_maker(engine)
         events = create_callback_events(settings, app.state.session_maker)
@@ -114,19 +145,22 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route(
                 "/graphql",
-                ApiKeyAuthentication(
-                    GraphQLHTTPGuard(
-                        CompiledQueryEndpoint(
-                            graphql, schema, schema.compiled_queries, settings.query_limits
-                        ),
-                        max_body_bytes=settings.max_body_bytes,
+                RequestMetrics(
+                    ApiKeyAuthentication(
+                        GraphQLHTTPGuard(
+                            CompiledQueryEndpoint(
+                                graphql, schema, schema.compiled_queries, settings.query_limits
+                            ),
+                            max_body_bytes=settings.max_body_bytes,
+                        )
                     )
                 ),
                 methods=["GET", "POST"],
             ),
-            WebSocketRoute("/graphql", ApiKeyAuthentication(graphql)),
+            WebSocketRoute("/graphql", RequestMetrics(ApiKeyAuthentication(graphql))),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         middleware=[Middleware(RequestIds)],
         lifespan=lifespan,

@@ -15,6 +15,7 @@ import os
 import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from service.db.engines import create_engine, create_session_maker
 from service.db.migrations import head_revision, schema_is_current, upgrade_to_head
 from service.db.models import Agent
 from service.db.models.api_key import ApiKey, Role
+from service.metrics import MULTIPROCESS_DIRECTORY
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import SeedPlan, default_as_of
@@ -264,22 +266,16 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     if not keys_exist:
         print(OPEN_MODE_BANNER.format(host=host), file=sys.stderr, flush=True)
     if workers > 1:
-        # Each worker is a new process that builds its own app from the environment.
+        # Each worker is a new process that builds its own app from the environment; their
+        # metrics meet in a directory (kept only while serving, unless the operator names one).
         os.environ.update(
             POMREPORT_HOST=host,
             POMREPORT_PORT=str(port),
             POMREPORT_ALLOW_UNAUTHENTICATED=str(allow_unauthenticated).lower(),
         )
-        uvicorn.run(
-            "service.cli:worker_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            log_config=log_config(),
-            ws_per_message_deflate=settings.websocket_compression,
-        )
+        with tempfile.TemporaryDirectory(prefix="pomreport-metrics-") as metrics_directory:
+            os.environ.setdefault(MULTIPROCESS_DIRECTORY, metrics_directory)
+            _serve_workers(settings, host, port, workers)
         return 0
     app = create_app(served_settings(settings, host, allow_unauthenticated))
     freeze_long_lived_objects()
@@ -324,6 +320,19 @@ def _check_port_free(host: str, port: int) -> None:
         raise PomreportCommandError(
             f"cannot listen on {host}:{port}: {error.strerror or error}"
         ) from None
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    uvicorn.run(
+        "service.cli:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        log_config=log_config(),
+        ws_per_message_deflate=settings.websocket_compression,
+    )
 
 
 def served_settings(settings: Settings, host: str, allow_unauthenticated: bool) -> Settings:

@@ -37,6 +37,7 @@ from service.graph.mutation import Mutation
 from service.graph.nodes import NODE_TYPES
 from service.graph.query import EntityQuery
 from service.graph.query_limits import query_limits_extension
+from service.graph.request_metrics import RequestMetricsExtension
 from service.graph.subscription import CallbackStatusChange, Subscription
 from service.reports.callbacks_scheduled_details.query import ReportQuery
 from service.settings import QueryLimits
@@ -228,6 +229,7 @@ def create_schema(
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             ErrorCodes,
+            RequestMetricsExtension,
             parsed_documents_extension(),
             FreshLoadersPerOperation,
             OperationAuthorization,

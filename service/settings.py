@@ -191,6 +191,8 @@ class Settings:
     allow_unauthenticated: bool = _read("POMREPORT_ALLOW_UNAUTHENTICATED", parse_flag, False)
     # How long a checked API key is trusted before it is looked up again (revocation delay).
     api_key_cache_seconds: float = _read("POMREPORT_API_KEY_CACHE_SECONDS", parse_seconds, 10.0)
+    # Bearer key /metrics needs; None serves it to anyone who can reach it.
+    metrics_key: str | None = _read("POMREPORT_METRICS_KEY", _text, None)
     # permessage-deflate on WebSockets. Off by default: a change is a frame of a few hundred
     # bytes, and compression costs each connection about 40 KiB of zlib state and each frame
     # CPU time (bench/README.md, subscription fan-out).

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service import metrics
 from service.auth.row_scope import UNRESTRICTED, RowScope
 from service.db.models.api_key import ApiKey, Role
 from service.errors import UnauthenticatedError, is_database_unavailable
@@ -245,6 +246,7 @@ class ApiKeyRegistry:
             row = await session.scalar(
                 select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
+        metrics.KEY_LOOKUPS.labels("unknown" if row is None else "found").inc()
         if row is None:
             return None
         self._end_open_mode()

@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service import metrics
 from service.errors import ConflictError
 from service.events.changes import StatusChange
 from service.events.transports import CallbackEvents
@@ -84,6 +85,7 @@ class Transactions:
         an error (a retry would repeat it); it is logged and those events are lost."""
         try:
             await self._events.transport.publish(changes)
+            metrics.EVENTS_PUBLISHED.inc(len(changes))
         except Exception:
             logger.exception("could not publish %d committed status changes", len(changes))
 

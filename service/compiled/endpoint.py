@@ -13,6 +13,7 @@ the pipeline uses. Anything else, and any request whose plan is not ready, goes 
 
 from __future__ import annotations
 
+from graphql import get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -24,6 +25,7 @@ from service.compiled.execution import CompiledQueries
 from service.errors import QueryTooComplexError
 from service.graph.http_guard import GRAPHQL_REQUEST
 from service.graph.query_limits import check_operation
+from service.graph.request_metrics import REQUEST_NOTE
 from service.graph.view import PomreportGraphQL
 from service.settings import QueryLimits
 
@@ -87,6 +89,11 @@ class CompiledQueryEndpoint:
             return None
         if result.errors:
             self.schema.process_errors(result.errors)
+        note = REQUEST_NOTE.get()
+        if note is not None:
+            operation = get_operation_ast(ready.document, operation_name)
+            name = operation.name.value if operation is not None and operation.name else None
+            note.answered("query", name, result.errors)
         response_data = await self.graphql.process_result(
             request, ExecutionResult(data=result.data, errors=result.errors)
         )

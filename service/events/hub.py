@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar, cast
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service import metrics
 from service.auth.row_scope import UNRESTRICTED, RowScope
 from service.db.models.callback import Callback, CallbackStatus
 from service.db.models.campaign import Campaign
@@ -113,11 +114,13 @@ class Subscriber:
             await self._ready.wait()
             self._ready.clear()
             if self.overflowed:
+                metrics.SUBSCRIBERS_TOO_SLOW.inc()
                 raise SubscriberTooSlowError(
                     f"subscription closed: more than {self._backlog} changes waited for this "
                     "client; resubscribe and read faster, or narrow the filter"
                 )
             while self._pending:
+                metrics.EVENTS_DELIVERED.inc()
                 yield self._pending.popleft()
 
 
@@ -169,10 +172,12 @@ class EventHub:
         """Register a subscriber for as long as the block runs."""
         subscriber = Subscriber(change_filter, self._backlog)
         self._sinks.add(subscriber)
+        metrics.SUBSCRIPTIONS.inc()
         try:
             yield subscriber
         finally:
             self._sinks.discard(subscriber)
+            metrics.SUBSCRIPTIONS.dec()
 
     def shared_sink(self, key: Hashable, make: Callable[[], SinkT]) -> SinkT:
         """The sink registered under `key`, made by `make` and registered if there is none:

@@ -33,6 +33,7 @@ import orjson
 from graphql import GraphQLError
 from strawberry.types import ExecutionResult
 
+from service import metrics
 from service.errors import SubscriberTooSlowError, UnauthenticatedError
 from service.events.hub import ChangeFilter, DeliveredChange, EventHub
 
@@ -128,6 +129,8 @@ class GroupMember:
             self._ending = error
             self._pending.clear()
             self._wake_up()
+            if isinstance(error, SubscriberTooSlowError):
+                metrics.SUBSCRIBERS_TOO_SLOW.inc()
 
     def _wake_up(self) -> None:
         if self._wake is not None and not self._wake.done():
@@ -159,6 +162,7 @@ class GroupMember:
                 return GraphQLError(str(error), original_error=error)
             try:
                 await self.socket.send_text(f"{self.socket.frame_prefix}{payload}}}")
+                metrics.EVENTS_DELIVERED.inc()
             except Exception as error:  # its socket went away; the handler cancels the rest
                 logger.debug("subscriber %s stopped writing: %r", self.socket.operation_id, error)
                 self._closed = True
@@ -266,8 +270,10 @@ def join_group(
     group = hub.shared_sink(key, lambda: DeliveryGroup(change_filter, make_event, hub.backlog))
     member.joined_after = group.offered
     group.members[member] = None
+    metrics.SUBSCRIPTIONS.inc()
 
     def leave() -> None:
+        metrics.SUBSCRIPTIONS.dec()
         group.members.pop(member, None)
         if not group.members:
             group.close()

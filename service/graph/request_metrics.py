@@ -1,0 +1,105 @@
+"""Metrics of GraphQL requests over HTTP (`service.metrics`): what the request was and how it
+ended are noted by whoever answers it (the compiled endpoint, or Strawberry's pipeline through
+`RequestMetricsExtension`), and recorded by `RequestMetrics` when the answer is complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from graphql import GraphQLError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from service import metrics
+
+
+@dataclass(slots=True)
+class RequestNote:
+    """What a GraphQL request was, and how it ended; "unknown" until someone says."""
+
+    operation_type: str = "unknown"
+    operation_name: str = ""
+    outcome: str = ""
+
+    def answered(
+        self, operation_type: str, operation_name: str | None, errors: list[GraphQLError] | None
+    ) -> None:
+        """Note the operation and its outcome: ok, or the first error's code."""
+        self.operation_type = operation_type
+        self.operation_name = metrics.operation_name_label(operation_name)
+        self.outcome = error_outcome(errors)
+
+
+def error_outcome(errors: list[GraphQLError] | None) -> str:
+    """ok, or the first error's code."""
+    if not errors:
+        return "ok"
+    code = (errors[0].extensions or {}).get("code")
+    return str(code) if code else "error"
+
+
+# The note of the request the current task answers.
+REQUEST_NOTE: ContextVar[RequestNote | None] = ContextVar("REQUEST_NOTE", default=None)
+
+
+class RequestMetrics:
+    """ASGI middleware: time, statements and outcome of each GraphQL request over HTTP; open
+    WebSockets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            metrics.WEBSOCKETS.inc()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                metrics.WEBSOCKETS.dec()
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        note = RequestNote()
+        REQUEST_NOTE.set(note)
+        statements = metrics.start_counting_statements()
+        status = 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            outcome = note.outcome or f"http_{status}"  # refused before any GraphQL ran
+            metrics.REQUESTS.labels(note.operation_type, note.operation_name, outcome).inc()
+            metrics.REQUEST_SECONDS.labels(note.operation_type).observe(
+                time.perf_counter() - started
+            )
+            metrics.STATEMENTS.observe(statements[0])
+            metrics.record_pool_use(scope["app"].state.engine.sync_engine.pool)
+
+
+class RequestMetricsExtension(SchemaExtension):
+    """Notes the operation and outcome of a request Strawberry's pipeline answers."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        note = REQUEST_NOTE.get()
+        context = self.execution_context
+        if note is None or context.graphql_document is None:
+            return
+        try:
+            operation_type = context.operation_type.value
+        except RuntimeError:  # the document names no such operation
+            return
+        result = context.result
+        errors = result.errors if result is not None else context.pre_execution_errors
+        note.answered(operation_type, context.operation_name, errors)

@@ -1,0 +1,136 @@
+"""What `/metrics` shows (Prometheus text format, SPEC 6), kept by the official client.
+
+With several worker processes (`serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR
+at a directory of its own before any worker starts; each worker then keeps its values in files
+there, and a scrape, whichever worker answers it, adds up every worker's (gauges of things that
+live in a process, such as open WebSockets, are summed over the live workers). Everything here
+is counted where it happens with `inc`/`dec`/`observe`, which works the same in both modes.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.pool import Pool, QueuePool
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_STATEMENT_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+
+# Operation names come from clients: the first this many distinct ones get their own label,
+# later ones count under "other", so a client cannot grow the metrics without bound.
+MAX_OPERATION_NAMES = 200
+
+REQUESTS = Counter(
+    "pomreport_graphql_requests",
+    "GraphQL operations answered over HTTP, by type, name and outcome (ok, or the first "
+    "error's code).",
+    ["operation_type", "operation_name", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "pomreport_graphql_request_duration_seconds",
+    "Time to answer a GraphQL request over HTTP, from its arrival to its last byte.",
+    ["operation_type"],
+    buckets=_LATENCY_BUCKETS,
+)
+STATEMENTS = Histogram(
+    "pomreport_sql_statements_per_request",
+    "SQL statements a GraphQL request over HTTP ran.",
+    buckets=_STATEMENT_BUCKETS,
+)
+WEBSOCKETS = Gauge(
+    "pomreport_websockets_open",
+    "WebSocket connections open.",
+    multiprocess_mode="livesum",
+)
+SUBSCRIPTIONS = Gauge(
+    "pomreport_subscriptions_active",
+    "Subscriptions receiving status changes, over WebSockets and HTTP.",
+    multiprocess_mode="livesum",
+)
+EVENTS_PUBLISHED = Counter(
+    "pomreport_events_published",
+    "Status changes published after their transaction committed.",
+)
+EVENTS_DELIVERED = Counter(
+    "pomreport_events_delivered",
+    "Status changes delivered to subscribers (one per subscriber and change).",
+)
+SUBSCRIBERS_TOO_SLOW = Counter(
+    "pomreport_subscribers_closed_too_slow",
+    "Subscriptions closed with SUBSCRIBER_TOO_SLOW.",
+)
+KEY_LOOKUPS = Counter(
+    "pomreport_api_key_lookups",
+    "API keys looked up in the database (the rest are answered from the cache), by result.",
+    ["result"],
+)
+POOL_CHECKED_OUT = Gauge(
+    "pomreport_db_connections_checked_out",
+    "Database connections in use (pooled stores; as of the worker's last request).",
+    multiprocess_mode="livesum",
+)
+POOL_OPEN = Gauge(
+    "pomreport_db_connections_open",
+    "Database connections open, in use or idle (pooled stores; as of the worker's last request).",
+    multiprocess_mode="livesum",
+)
+
+# The statement count of the request the current task works for.
+_STATEMENT_COUNT: ContextVar[list[int] | None] = ContextVar("_STATEMENT_COUNT", default=None)
+_operation_names: set[str] = set()
+
+
+def operation_name_label(name: str | None) -> str:
+    """The label for an operation name: "" for none, "other" past MAX_OPERATION_NAMES."""
+    if not name:
+        return ""
+    if name in _operation_names:
+        return name
+    if len(_operation_names) >= MAX_OPERATION_NAMES:
+        return "other"
+    _operation_names.add(name)
+    return name
+
+
+def start_counting_statements() -> list[int]:
+    """Count the statements of the request the current task starts (and its subtasks)."""
+    counter = [0]
+    _STATEMENT_COUNT.set(counter)
+    return counter
+
+
+def count_statement() -> None:
+    """A statement ran (called by the engines' `before_cursor_execute`)."""
+    counter = _STATEMENT_COUNT.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def record_pool_use(pool: Pool) -> None:
+    """Show a pool's connections as they are now (each worker at each of its requests and
+    scrapes; counting pool events drifted when a checkout was cancelled half-way)."""
+    if isinstance(pool, QueuePool):
+        POOL_CHECKED_OUT.set(pool.checkedout())
+        POOL_OPEN.set(pool.checkedout() + pool.checkedin())
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus text format: this process's, or every worker's."""
+    if os.environ.get(MULTIPROCESS_DIRECTORY):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        return generate_latest(registry)
+    return generate_latest()
