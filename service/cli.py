@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,7 +35,7 @@ from service.db.engines import create_engine, create_session_maker
 from service.db.migrations import head_revision, schema_is_current, upgrade_to_head
 from service.db.models import Agent
 from service.db.models.api_key import ApiKey, Role
-from service.metrics import MULTIPROCESS_DIRECTORY
+from service.metrics import MULTIPROCESS_DIRECTORY, prepare_multiprocess_directory
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
 from service.seed.demo_data import SeedPlan, default_as_of
@@ -275,6 +276,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         )
         with tempfile.TemporaryDirectory(prefix="pomreport-metrics-") as metrics_directory:
             os.environ.setdefault(MULTIPROCESS_DIRECTORY, metrics_directory)
+            prepare_multiprocess_directory(Path(os.environ[MULTIPROCESS_DIRECTORY]))
             _serve_workers(settings, host, port, workers)
         return 0
     app = create_app(served_settings(settings, host, allow_unauthenticated))
@@ -285,6 +287,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         port=port,
         log_level="info",
         log_config=log_config(),
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         ws_per_message_deflate=settings.websocket_compression,
     )
     return 0
@@ -331,6 +334,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
         workers=workers,
         log_level="info",
         log_config=log_config(),
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         ws_per_message_deflate=settings.websocket_compression,
     )
 

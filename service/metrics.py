@@ -3,7 +3,8 @@
 With several worker processes (`serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR
 at a directory of its own before any worker starts; each worker then keeps its values in files
 there, and a scrape, whichever worker answers it, adds up every worker's (gauges of things that
-live in a process, such as open WebSockets, are summed over the live workers). Everything here
+live in a process, such as open WebSockets, are summed over the live workers: a scrape forgets
+workers that have exited). Everything here
 is counted where it happens with `inc`/`dec`/`observe`, which works the same in both modes.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy.pool import Pool, QueuePool
 
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
@@ -29,9 +31,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STATEMENT_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
-# Operation names come from clients: the first this many distinct ones get their own label,
-# later ones count under "other", so a client cannot grow the metrics without bound.
+# Operation names come from clients: only those of documents that validated count, and the
+# first this many distinct ones (of at most so many characters) get their own label, later
+# ones count under "other", so a client cannot grow the metrics without bound.
 MAX_OPERATION_NAMES = 200
+MAX_OPERATION_NAME_LENGTH = 64
 
 REQUESTS = Counter(
     "pomreport_graphql_requests",
@@ -94,12 +98,13 @@ _operation_names: set[str] = set()
 
 
 def operation_name_label(name: str | None) -> str:
-    """The label for an operation name: "" for none, "other" past MAX_OPERATION_NAMES."""
+    """The label for an operation name: "" for none, "other" past MAX_OPERATION_NAMES names
+    (per process) or MAX_OPERATION_NAME_LENGTH characters."""
     if not name:
         return ""
     if name in _operation_names:
         return name
-    if len(_operation_names) >= MAX_OPERATION_NAMES:
+    if len(_operation_names) >= MAX_OPERATION_NAMES or len(name) > MAX_OPERATION_NAME_LENGTH:
         return "other"
     _operation_names.add(name)
     return name
@@ -127,9 +132,31 @@ def record_pool_use(pool: Pool) -> None:
         POOL_OPEN.set(pool.checkedout() + pool.checkedin())
 
 
+def prepare_multiprocess_directory(directory: Path) -> None:
+    """Empty the workers' directory before they start: values of an earlier run (or of workers
+    long gone) must not be added to this one's."""
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that have exited (uvicorn replaces a worker that dies),
+    so open WebSockets and connections are summed over the living only."""
+    for live in directory.glob("gauge_live*_*.db"):
+        pid = int(live.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, someone else's
+            pass
+
+
 def exposition() -> bytes:
     """The metrics in Prometheus text format: this process's, or every worker's."""
-    if os.environ.get(MULTIPROCESS_DIRECTORY):
+    directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if directory:
+        _forget_dead_workers(Path(directory))
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
         return generate_latest(registry)

@@ -201,6 +201,11 @@ class Settings:
     websocket_init_timeout_seconds: float = _read(
         "POMREPORT_WEBSOCKET_INIT_TIMEOUT_SECONDS", parse_seconds, 10.0
     )
+    # On SIGTERM, requests still streaming (subscriptions over HTTP) get this long to end
+    # before `serve` closes them; WebSockets are closed at once with 1012.
+    shutdown_timeout_seconds: int = _read(
+        "POMREPORT_SHUTDOWN_TIMEOUT_SECONDS", parse_positive_int, 10
+    )
     max_query_depth: int = _read(
         "POMREPORT_MAX_QUERY_DEPTH", parse_positive_int, DEFAULT_QUERY_LIMITS.max_depth
     )

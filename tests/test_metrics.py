@@ -194,3 +194,85 @@ def test_serve_with_two_workers_adds_up_every_workers_metrics(tmp_path: Path) ->
     # Each worker kept its values in files of its own there.
     workers = {path.stem.rsplit("_", 1)[-1] for path in metrics_directory.glob("*.db")}
     assert len(workers) >= 2, sorted(metrics_directory.iterdir())
+
+
+def test_operation_names_are_labels_only_when_short_and_valid(
+    empty_graphql: GraphQLClient,
+) -> None:
+    long_name = "L" * 65
+    empty_graphql.data(f"query {long_name} {{ agents(first: 1) {{ totalCount }} }}")
+    invalid = empty_graphql.post("query Minted { noSuchField }")
+    assert invalid.status_code == 400
+    samples = _scrape(empty_graphql)
+    names = {
+        dict(labels).get("operation_name")
+        for name, labels in samples
+        if name == "pomreport_graphql_requests_total"
+    }
+    assert long_name not in names
+    assert "Minted" not in names
+    refused = {
+        "operation_type": "query",
+        "operation_name": "",
+        "outcome": "GRAPHQL_VALIDATION_FAILED",
+    }
+    assert _value(samples, "pomreport_graphql_requests_total", **refused) >= 1
+
+
+def test_a_scrape_forgets_the_live_gauges_of_workers_that_exited(tmp_path: Path) -> None:
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    gone = "from service import metrics; metrics.WEBSOCKETS.inc(3); metrics.EVENTS_PUBLISHED.inc()"
+    subprocess.run([sys.executable, "-c", gone], env=environment, check=True)
+    scrape = "from service import metrics; print(metrics.exposition().decode())"
+    shown = subprocess.run(
+        [sys.executable, "-c", scrape], env=environment, check=True, capture_output=True, text=True
+    ).stdout
+    samples = _samples(shown)
+    assert _value(samples, "pomreport_websockets_open") == 0  # its worker is gone
+    assert _value(samples, "pomreport_events_published_total") == 1  # counts stay counted
+
+
+def test_serve_ends_streamed_subscriptions_when_told_to_stop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    environment = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "POMREPORT_EXPIRY_SWEEP_SECONDS": "0",
+        "POMREPORT_SHUTDOWN_TIMEOUT_SECONDS": "1",
+    }
+    command = [sys.executable, "-m", "service.cli"]
+    subprocess.run([*command, "migrate"], env=environment, check=True, capture_output=True)
+    port = _free_port()
+    server = subprocess.Popen(
+        [*command, "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            subscription = {"query": "subscription S { callbackStatusChanged { status } }"}
+            with client.stream(
+                "POST", "/graphql", json=subscription, headers={"accept": "text/event-stream"}
+            ) as stream:
+                assert stream.status_code == 200
+                with httpx.Client(base_url=base_url) as scraper:
+                    samples = _samples(scraper.get("/metrics").text)
+                assert _value(samples, "pomreport_subscriptions_active") == 1
+                server.terminate()
+                started = time.monotonic()
+                server.wait(timeout=20)  # the stream still open
+                assert time.monotonic() - started < 10
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -4,6 +4,7 @@ ended are noted by whoever answers it (the compiled endpoint, or Strawberry's pi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -24,12 +25,17 @@ class RequestNote:
     operation_name: str = ""
     outcome: str = ""
 
+    def executing(self, operation_type: str, operation_name: str | None) -> None:
+        """Note a validated operation as it starts (a stream may never say how it ended)."""
+        self.operation_type = operation_type
+        self.operation_name = metrics.operation_name_label(operation_name)
+        self.outcome = "ok"
+
     def answered(
         self, operation_type: str, operation_name: str | None, errors: list[GraphQLError] | None
     ) -> None:
-        """Note the operation and its outcome: ok, or the first error's code."""
-        self.operation_type = operation_type
-        self.operation_name = metrics.operation_name_label(operation_name)
+        """Note a validated operation and its outcome: ok, or the first error's code."""
+        self.executing(operation_type, operation_name)
         self.outcome = error_outcome(errors)
 
 
@@ -67,7 +73,8 @@ class RequestMetrics:
         note = RequestNote()
         REQUEST_NOTE.set(note)
         statements = metrics.start_counting_statements()
-        status = 500
+        status: int | None = None
+        failed = False
 
         async def noting_status(message: Message) -> None:
             nonlocal status
@@ -77,8 +84,14 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, noting_status)
+        except BaseException:
+            failed = True
+            raise
         finally:
-            outcome = note.outcome or f"http_{status}"  # refused before any GraphQL ran
+            if status is None:  # no answer: the client left first, or the service failed
+                outcome = "http_500" if failed else "client_disconnected"
+            else:  # refused before any GraphQL ran: its HTTP status
+                outcome = note.outcome or f"http_{status}"
             metrics.REQUESTS.labels(note.operation_type, note.operation_name, outcome).inc()
             metrics.REQUEST_SECONDS.labels(note.operation_type).observe(
                 time.perf_counter() - started
@@ -88,18 +101,26 @@ class RequestMetrics:
 
 
 class RequestMetricsExtension(SchemaExtension):
-    """Notes the operation and outcome of a request Strawberry's pipeline answers."""
+    """Notes the operation and outcome of a request Strawberry's pipeline answers: its name
+    only once it validated (a client cannot mint labels with documents that fail)."""
+
+    def on_execute(self) -> Iterator[None]:
+        note = REQUEST_NOTE.get()
+        context = self.execution_context
+        if note is not None:
+            note.executing(context.operation_type.value, context.operation_name)
+        yield
 
     def on_operation(self) -> Iterator[None]:
         yield
         note = REQUEST_NOTE.get()
         context = self.execution_context
-        if note is None or context.graphql_document is None:
+        if note is None:
             return
-        try:
-            operation_type = context.operation_type.value
-        except RuntimeError:  # the document names no such operation
-            return
+        if note.operation_type == "unknown" and context.graphql_document is not None:
+            with contextlib.suppress(RuntimeError):  # the document names no such operation
+                note.operation_type = context.operation_type.value
         result = context.result
-        errors = result.errors if result is not None else context.pre_execution_errors
-        note.answered(operation_type, context.operation_name, errors)
+        note.outcome = error_outcome(
+            result.errors if result is not None else context.pre_execution_errors
+        )

@@ -186,10 +186,16 @@ def _in_utc_and_zone(
     """Read a from / to value as UTC and as wall-clock time in the zone. A value without an
     offset is wall-clock time in the zone (a date alone is its midnight there): a user who names
     a zone means its clock. On the day clocks change, a time that occurs twice is its first
-    occurrence, and one that never occurs is read with the offset before the change."""
+    occurrence, and one that never occurs (in the gap when they move forward) is refused."""
     aware = value if _is_aware(value) else value.replace(tzinfo=zone)
     try:
-        return aware.astimezone(dt.UTC), aware.astimezone(zone)
+        instant = aware.astimezone(dt.UTC)
+        if not _is_aware(value) and instant.astimezone(zone).replace(tzinfo=None) != value:
+            raise TimePeriodError(
+                f"timePeriod.{field} {value.isoformat()} never happens in {zone.key}: the clocks "
+                "moved forward over it; give a time outside the gap, or one with its offset"
+            )
+        return instant, aware.astimezone(zone)
     except OverflowError:
         # e.g. 0001-01-01T00:00+05:00, which is before year 1 in UTC. A UTC offset is under a
         # day, so anything from 0001-01-02 to 9999-12-30 converts.

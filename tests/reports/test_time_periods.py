@@ -477,3 +477,26 @@ def test_resolve_time_period_day_with_two_midnights_starts_at_the_first() -> Non
     # Havana falls back on 1 November 2026 at 01:00 CDT (-4) to 00:00 CST (-5): midnight twice.
     period = resolve_preset(TODAY, "2026-11-01T12:00", "America/Havana")
     assert bounds(period) == ("2026-11-01T04:00+00:00", "2026-11-02T05:00+00:00")
+
+
+@pytest.mark.parametrize("start", [dt.datetime(2026, 3, 29, 2, 0), dt.datetime(2026, 3, 29, 2, 30)])
+def test_resolve_time_period_refuses_a_wall_clock_time_the_clocks_skip(start: dt.datetime) -> None:
+    with pytest.raises(TimePeriodError, match="never happens in Europe/Berlin"):
+        resolve_time_period(
+            start=start,
+            end=dt.datetime(2026, 3, 29, 4),
+            time_zone="Europe/Berlin",
+            default_time_zone="UTC",
+            now=NOW,
+        )
+
+
+def test_resolve_time_period_reads_a_wall_clock_time_that_happens_twice_as_the_first() -> None:
+    period = resolve_time_period(
+        start=dt.datetime(2026, 10, 25, 2, 30),  # 02:30 CEST, then again 02:30 CET
+        end=dt.datetime(2026, 10, 25, 4),
+        time_zone="Europe/Berlin",
+        default_time_zone="UTC",
+        now=NOW,
+    )
+    assert bounds(period) == ("2026-10-25T00:30+00:00", "2026-10-25T03:00+00:00")
