@@ -293,18 +293,24 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
-def log_config() -> dict[str, Any]:
+def log_config(terminal: bool | None = None) -> dict[str, Any]:
     """uvicorn's logging with the request ID on every line (`-` outside a request), and the
-    service's own loggers written the same way."""
+    service's own loggers (a line per GraphQL request among them) written the same way: as
+    JSON lines, unless the output is a terminal (`terminal`, by default whether stderr is),
+    where a person reads them."""
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["filters"] = {"request_id": {"()": "service.request_ids.RequestIdLogFilter"}}
     for handler in config["handlers"].values():
         handler["filters"] = ["request_id"]
     formatters = config["formatters"]
-    formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
-    formatters["access"]["fmt"] = (
-        '%(levelprefix)s [%(request_id)s] %(client_addr)s - "%(request_line)s" %(status_code)s'
-    )
+    if terminal if terminal is not None else sys.stderr.isatty():
+        formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
+        formatters["access"]["fmt"] = (
+            '%(levelprefix)s [%(request_id)s] %(client_addr)s - "%(request_line)s" %(status_code)s'
+        )
+    else:
+        json_lines = {"()": "service.request_ids.JsonLogFormatter"}
+        formatters["default"] = formatters["access"] = json_lines
     config["loggers"]["service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 

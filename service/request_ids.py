@@ -9,6 +9,7 @@ import re
 import uuid
 from contextvars import ContextVar
 
+import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,6 +60,40 @@ class RequestIds:
             await self.app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
+
+
+# What the service's log records may carry besides their message, as JSON fields.
+LOG_FIELDS = (
+    "operation_type",
+    "operation_name",
+    "outcome",
+    "status",
+    "duration_ms",
+    "statements",
+    "key_id",
+    "role",
+    "mutation",
+    "status_changes",
+    "status_change_count",
+)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (when the output is not a terminal): time, level, logger,
+    message, request ID, the fields of LOG_FIELDS a record has, and any exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get() or "-",
+        }
+        line.update((name, getattr(record, name)) for name in LOG_FIELDS if hasattr(record, name))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -3,6 +3,7 @@ written on every log line of the request."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -102,7 +103,21 @@ def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -
     finally:
         server.terminate()
         server.wait(timeout=30)
-    lines = log.read_text().splitlines()
-    assert any("[trace-7]" in line and "POST /graphql" in line for line in lines), lines
+    # Not a terminal: one JSON object per line.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line["request_id"] == "trace-7"]
+    assert any("POST /graphql" in line["message"] for line in ours), lines
+    (request,) = [line for line in ours if line["logger"] == "service.requests"]
+    assert {key: request[key] for key in ("operation_type", "operation_name", "outcome")} == {
+        "operation_type": "query",
+        "operation_name": "",
+        "outcome": "ok",
+    }
+    assert request["status"] == 200
+    assert request["statements"] >= 1
+    assert request["role"] == "admin"  # open development mode
+    assert "agents" not in str(request)  # nothing of the request's text
     # Lines outside any request carry "-".
-    assert any("[-]" in line and "Application startup complete" in line for line in lines), lines
+    startup = [line for line in lines if "Application startup complete" in line["message"]]
+    assert startup
+    assert startup[0]["request_id"] == "-"

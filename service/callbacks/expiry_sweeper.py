@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,9 +29,16 @@ async def sweep_forever(transactions: Transactions, interval_seconds: float) -> 
     """Expire due callbacks every interval until cancelled; a failed sweep is retried later."""
     while True:
         try:
+            started = time.perf_counter()
             expired = await expire_due_callbacks_now(transactions)
-            if expired:
-                logger.info("expired %d due callbacks", expired)
+            logger.info(
+                "expiry sweep: %d due callbacks expired",
+                expired,
+                extra={
+                    "status_changes": expired,
+                    "duration_ms": round(1000 * (time.perf_counter() - started), 2),
+                },
+            )
         except Exception:
             logger.exception("expiry sweep failed; retrying in %s s", interval_seconds)
         await asyncio.sleep(interval_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,9 @@ from service.graph.context import Info
 from service.graph.nodes import AgentNode, CallbackNode, CampaignNode, ContactNode, JobNode
 
 ResultT = TypeVar("ResultT")
+
+
+mutation_log = logging.getLogger("service.mutations")
 
 
 @strawberry.input(description="A campaign to create or update, by name.")
@@ -119,7 +123,41 @@ async def _apply(
     async def attempt(session: AsyncSession) -> Outcome[ResultT]:
         return await operation(session, **arguments(utc_now()))
 
-    return await info.context.transactions.run(attempt)
+    outcome = await info.context.transactions.run(attempt)
+    _log_mutation(info, outcome)
+    return outcome
+
+
+# Status changes a mutation's log line lists; the count is always there.
+_LOGGED_CHANGES = 100
+
+
+def _log_mutation(info: Info, outcome: Outcome[Any]) -> None:
+    """One line per committed mutation: which, by whose key, and the status changes it made
+    (never the key, nor the mutation's arguments)."""
+    principal = info.context.principal
+    changes = [
+        {
+            "callback_id": change.callback_id,
+            "previous_status": change.previous_status.value if change.previous_status else None,
+            "status": change.status.value,
+        }
+        for change in outcome.changes[:_LOGGED_CHANGES]
+    ]
+    mutation_log.info(
+        "%s by key %s (%s): %d status changes",
+        info.field_name,
+        principal.key_id if principal else None,
+        principal.role.value if principal else None,
+        len(outcome.changes),
+        extra={
+            "mutation": info.field_name,
+            "key_id": principal.key_id if principal else None,
+            "role": principal.role.value if principal else None,
+            "status_changes": changes,
+            "status_change_count": len(outcome.changes),
+        },
+    )
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

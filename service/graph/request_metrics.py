@@ -1,10 +1,13 @@
-"""Metrics of GraphQL requests over HTTP (`service.metrics`): what the request was and how it
-ended are noted by whoever answers it (the compiled endpoint, or Strawberry's pipeline through
-`RequestMetricsExtension`), and recorded by `RequestMetrics` when the answer is complete."""
+"""Metrics and the log line of GraphQL requests over HTTP (`service.metrics`): what the request
+was and how it ended are noted by whoever answers it (the compiled endpoint, or Strawberry's
+pipeline through `RequestMetricsExtension`), and recorded by `RequestMetrics` when the answer
+is complete: counted, timed, and written as one line of the `service.requests` log (operation,
+outcome, status, time, statements, the key's id and role; never the key or the variables)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -15,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from service import metrics
+from service.auth.http import authenticated_principal
+
+request_log = logging.getLogger("service.requests")
 
 
 @dataclass(slots=True)
@@ -98,6 +104,26 @@ class RequestMetrics:
             )
             metrics.STATEMENTS.observe(statements[0])
             metrics.record_pool_use(scope["app"].state.engine.sync_engine.pool)
+            principal = authenticated_principal(scope)
+            duration_ms = round(1000 * (time.perf_counter() - started), 2)
+            request_log.info(
+                "%s %s: %s in %.1f ms, %d statements",
+                note.operation_type,
+                note.operation_name or "(anonymous)",
+                outcome,
+                duration_ms,
+                statements[0],
+                extra={
+                    "operation_type": note.operation_type,
+                    "operation_name": note.operation_name,
+                    "outcome": outcome,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "statements": statements[0],
+                    "key_id": principal.key_id if principal else None,
+                    "role": principal.role.value if principal else None,
+                },
+            )
 
 
 class RequestMetricsExtension(SchemaExtension):
