@@ -210,7 +210,11 @@ class PomreportGraphQL(GraphQL[Context, None]):
         for who is asking, 400 for any other request error (parse, validation, variables of
         the wrong type, limits). Errors raised while executing, which carry a path, stay 200,
         except SERVICE_UNAVAILABLE (database down, no connection free in time): 503 with
-        Retry-After, so that clients and proxies back off and retry."""
+        Retry-After, so that clients and proxies back off and retry. A request that ran
+        nothing has no `data` entry at all, as the GraphQL spec says of errors raised before
+        execution begins."""
+        if isinstance(response_data, dict) and _ran_nothing(response_data):
+            response_data = cast(GraphQLHTTPResponse, {"errors": response_data["errors"]})
         response = super().create_response(response_data, sub_response)
         if not isinstance(response_data, dict):
             return response
@@ -230,3 +234,13 @@ class PomreportGraphQL(GraphQL[Context, None]):
         elif errors and not any("path" in error for error in errors):
             response.status_code = 400
         return response
+
+
+def _ran_nothing(response_data: GraphQLHTTPResponse) -> bool:
+    """Whether a response reports errors raised before execution (none carries a path)."""
+    errors = cast(list[dict[str, Any]], response_data.get("errors") or [])
+    return (
+        response_data.get("data") is None
+        and bool(errors)
+        and not any("path" in error for error in errors)
+    )

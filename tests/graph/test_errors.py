@@ -86,3 +86,30 @@ def test_unexpected_failure_is_masked_with_a_request_id_and_logged(
     assert error["message"] == f"internal server error (request id {request_id})"
     assert "callback_attempt" not in str(failed)
     assert any(request_id in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code"),
+    [
+        ("{ agents(first: 1) {", None, "GRAPHQL_PARSE_FAILED"),
+        ("{ noSuchField }", None, "GRAPHQL_VALIDATION_FAILED"),
+        ("query($n: Int) { agents(first: $n) { totalCount } }", {"n": "x"}, "BAD_USER_INPUT"),
+        ("{ callbacks(first: 501) { totalCount } }", None, "BAD_USER_INPUT"),
+    ],
+)
+def test_a_request_that_ran_nothing_has_no_data_entry(
+    empty_graphql: GraphQLClient, query: str, variables: dict[str, Any] | None, code: str
+) -> None:
+    response = empty_graphql.post(query, variables)
+    body = response.json()
+    assert response.status_code == 400
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == code
+
+
+def test_an_error_raised_while_executing_keeps_the_data_entry(
+    empty_graphql: GraphQLClient,
+) -> None:
+    body = empty_graphql.post('{ callbacks(first: 1, after: "%%%") { totalCount } }').json()
+    assert body["errors"][0]["path"] == ["callbacks"]
+    assert "data" in body
