@@ -14,10 +14,10 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from service import metrics
 from service.auth.api_keys import ApiKeyRegistry
@@ -88,6 +88,14 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "not ready", "reason": "database unreachable"}, status_code=503)
 
 
+class PomreportApp(Starlette):
+    """Starlette with request IDs outside everything, so that even the 500 of an unhandled
+    error (answered by Starlette's outermost middleware) carries its X-Request-ID."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIds(super().build_middleware_stack())
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the application; the lifespan owns the engine."""
 
@@ -141,7 +149,7 @@ def create_app(settings: Settings) -> Starlette:
         connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout_seconds),
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
     )
-    app = Starlette(
+    app = PomreportApp(
         routes=[
             Route(
                 "/graphql",
@@ -162,7 +170,6 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestIds)],
         lifespan=lifespan,
     )
     app.state.settings = settings

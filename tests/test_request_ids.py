@@ -14,7 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import URL
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.testclient import TestClient
 
+from service.app import create_app
+from service.settings import Settings
 from tests.graphql_client import GraphQLClient
 
 QUERY = "{ agents(first: 1) { totalCount } }"
@@ -121,3 +127,16 @@ def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -
     startup = [line for line in lines if "Application startup complete" in line["message"]]
     assert startup
     assert startup[0]["request_id"] == "-"
+
+
+def test_the_500_of_an_unhandled_error_carries_the_request_id(database_url: URL) -> None:
+    app = create_app(Settings(database_url=database_url, expiry_sweep_seconds=0))
+
+    async def broken(_request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    app.add_route("/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/broken", headers={"X-Request-ID": "bug-1"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "bug-1"
