@@ -277,19 +277,13 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="pomreport-metrics-") as metrics_directory:
             os.environ.setdefault(MULTIPROCESS_DIRECTORY, metrics_directory)
             prepare_multiprocess_directory(Path(os.environ[MULTIPROCESS_DIRECTORY]))
-            _serve_workers(settings, host, port, workers)
+            _run_uvicorn(
+                "service.cli:worker_app", settings, host, port, factory=True, workers=workers
+            )
         return 0
     app = create_app(served_settings(settings, host, allow_unauthenticated))
     freeze_long_lived_objects()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=log_config(),
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        ws_per_message_deflate=settings.websocket_compression,
-    )
+    _run_uvicorn(app, settings, host, port)
     return 0
 
 
@@ -331,17 +325,19 @@ def _check_port_free(host: str, port: int) -> None:
         ) from None
 
 
-def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+def _run_uvicorn(
+    app: Starlette | str, settings: Settings, host: str, port: int, **options: Any
+) -> None:
+    """uvicorn with the service's logging, shutdown timeout and WebSocket compression."""
     uvicorn.run(
-        "service.cli:worker_app",
-        factory=True,
+        app,
         host=host,
         port=port,
-        workers=workers,
         log_level="info",
         log_config=log_config(),
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         ws_per_message_deflate=settings.websocket_compression,
+        **options,
     )
 
 

@@ -5,7 +5,6 @@ added up over the workers of `serve --workers N`."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ from sqlalchemy.pool import QueuePool
 
 from service.settings import Settings
 from tests.callbacks.test_rules import _schedule, _setup
-from tests.events.test_subscription import wait_for_subscribers
+from tests.events.test_subscription import _subscribe, wait_for_subscribers
 from tests.graphql_client import GraphQLClient, serve_graphql
+from tests.serve_process import serving
 
 QUERY = "query Agents { agents(first: 2) { totalCount edges { node { agentId } } } }"
 
@@ -78,15 +78,7 @@ def test_subscriptions_websockets_and_events_are_counted(empty_graphql: GraphQLC
     with empty_graphql.client.websocket_connect(
         "/graphql", subprotocols=["graphql-transport-ws"]
     ) as websocket:
-        websocket.send_json({"type": "connection_init"})
-        assert websocket.receive_json()["type"] == "connection_ack"
-        websocket.send_json(
-            {
-                "id": "1",
-                "type": "subscribe",
-                "payload": {"query": "subscription { callbackStatusChanged { status } }"},
-            }
-        )
+        _subscribe(websocket, {})
         wait_for_subscribers(empty_graphql, 1)
         during = _scrape(empty_graphql)
         _schedule(empty_graphql, "CB-M1")
@@ -135,62 +127,24 @@ def test_metrics_need_their_key_when_one_is_set(keyed_metrics: GraphQLClient) ->
     assert "pomreport_graphql_requests_total" in allowed.text
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_serve_with_two_workers_adds_up_every_workers_metrics(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'workers.db'}"
-    environment = {
-        key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"
-    }
     metrics_directory = tmp_path / "metrics"
     metrics_directory.mkdir()
-    environment.update(
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_directory),  # else serve makes one of its own
-        DATABASE_URL=url,
-        POMREPORT_EXPIRY_SWEEP_SECONDS="0",
+    environment = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_directory),  # else serve makes one of its own
         # Two workers on SQLite need events that cross processes.
-        REDIS_URL=os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    command = [sys.executable, "-m", "service.cli"]
-    subprocess.run([*command, "migrate"], env=environment, check=True, capture_output=True)
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [*command, "serve", "--port", str(port), "--workers", "2"],
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-            for _ in range(20):  # new connections, so both workers answer some
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as fresh:
-                    assert fresh.post("/graphql", json={"query": QUERY}).status_code == 200
-            # Whichever worker answers a scrape, it shows all 20.
-            for _ in range(4):
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as fresh:
-                    samples = _samples(fresh.get("/metrics").text)
-                labels = {"operation_type": "query", "operation_name": "Agents", "outcome": "ok"}
-                assert _value(samples, "pomreport_graphql_requests_total", **labels) == 20
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        "REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    }
+    with serving(tmp_path, "--workers", "2", environment=environment) as server:
+        for _ in range(20):  # new connections, so both workers answer some
+            with httpx.Client(base_url=server.base_url) as fresh:
+                assert fresh.post("/graphql", json={"query": QUERY}).status_code == 200
+        # Whichever worker answers a scrape, it shows all 20.
+        for _ in range(4):
+            with httpx.Client(base_url=server.base_url) as fresh:
+                samples = _samples(fresh.get("/metrics").text)
+            labels = {"operation_type": "query", "operation_name": "Agents", "outcome": "ok"}
+            assert _value(samples, "pomreport_graphql_requests_total", **labels) == 20
     # Each worker kept its values in files of its own there.
     workers = {path.stem.rsplit("_", 1)[-1] for path in metrics_directory.glob("*.db")}
     assert len(workers) >= 2, sorted(metrics_directory.iterdir())
@@ -233,46 +187,20 @@ def test_a_scrape_forgets_the_live_gauges_of_workers_that_exited(tmp_path: Path)
 
 
 def test_serve_ends_streamed_subscriptions_when_told_to_stop(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'stop.db'}"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "POMREPORT_EXPIRY_SWEEP_SECONDS": "0",
-        "POMREPORT_SHUTDOWN_TIMEOUT_SECONDS": "1",
-    }
-    command = [sys.executable, "-m", "service.cli"]
-    subprocess.run([*command, "migrate"], env=environment, check=True, capture_output=True)
-    port = _free_port()
-    server = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base_url, timeout=10) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
-            subscription = {"query": "subscription S { callbackStatusChanged { status } }"}
-            with client.stream(
-                "POST", "/graphql", json=subscription, headers={"accept": "text/event-stream"}
-            ) as stream:
-                assert stream.status_code == 200
-                with httpx.Client(base_url=base_url) as scraper:
-                    samples = _samples(scraper.get("/metrics").text)
-                assert _value(samples, "pomreport_subscriptions_active") == 1
-                server.terminate()
-                started = time.monotonic()
-                server.wait(timeout=20)  # the stream still open
-                assert time.monotonic() - started < 10
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    environment = {"POMREPORT_SHUTDOWN_TIMEOUT_SECONDS": "1"}
+    with (
+        serving(tmp_path, environment=environment) as server,
+        httpx.Client(base_url=server.base_url, timeout=10) as client,
+    ):
+        subscription = {"query": "subscription S { callbackStatusChanged { status } }"}
+        with client.stream(
+            "POST", "/graphql", json=subscription, headers={"accept": "text/event-stream"}
+        ) as stream:
+            assert stream.status_code == 200
+            with httpx.Client(base_url=server.base_url) as scraper:
+                samples = _samples(scraper.get("/metrics").text)
+            assert _value(samples, "pomreport_subscriptions_active") == 1
+            server.process.terminate()
+            started = time.monotonic()
+            server.process.wait(timeout=20)  # the stream still open
+            assert time.monotonic() - started < 10

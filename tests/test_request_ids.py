@@ -4,12 +4,7 @@ written on every log line of the request."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +17,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.graphql_client import GraphQLClient
+from tests.serve_process import serving
 
 QUERY = "{ agents(first: 1) { totalCount } }"
 MADE = re.compile(r"[0-9a-f]{32}")
@@ -71,44 +67,13 @@ def test_a_websocket_handshake_returns_its_request_id(empty_graphql: GraphQLClie
         assert accepted[b"x-request-id"] == b"ws-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ids.db'}"
-    environment = {**os.environ, "DATABASE_URL": url, "POMREPORT_EXPIRY_SWEEP_SECONDS": "0"}
-    command = [sys.executable, "-m", "service.cli"]
-    subprocess.run([*command, "migrate"], env=environment, check=True, capture_output=True)
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [*command, "serve", "--port", str(port)],
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+    with serving(tmp_path) as server, httpx.Client(base_url=server.base_url) as client:
+        answered = client.post(
+            "/graphql", json={"query": QUERY}, headers={"X-Request-ID": "trace-7"}
         )
-    try:
-        deadline = time.monotonic() + 30
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            while True:
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.1)
-            answered = client.post(
-                "/graphql", json={"query": QUERY}, headers={"X-Request-ID": "trace-7"}
-            )
-            assert answered.headers["x-request-id"] == "trace-7"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert answered.headers["x-request-id"] == "trace-7"
+    log = server.log
     # Not a terminal: one JSON object per line.
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     ours = [line for line in lines if line["request_id"] == "trace-7"]

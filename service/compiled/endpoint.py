@@ -13,7 +13,6 @@ the pipeline uses. Anything else, and any request whose plan is not ready, goes 
 
 from __future__ import annotations
 
-from graphql import get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -91,8 +90,7 @@ class CompiledQueryEndpoint:
             self.schema.process_errors(result.errors)
         note = REQUEST_NOTE.get()
         if note is not None:
-            operation = get_operation_ast(ready.document, operation_name)
-            name = operation.name.value if operation is not None and operation.name else None
+            name = ready.operation.name.value if ready.operation.name else None
             note.answered("query", name, result.errors)
         response_data = await self.graphql.process_result(
             request, ExecutionResult(data=result.data, errors=result.errors)

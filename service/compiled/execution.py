@@ -134,6 +134,7 @@ class ReadyPlan:
     """A request's plan, found without compiling, and what running and checking it needs."""
 
     document: DocumentNode
+    operation: OperationDefinitionNode
     variable_values: VariableValues
     plan: OperationPlan
 
@@ -208,7 +209,7 @@ class CompiledQueries:
         if plan is None:
             return None
         self._documents.move_to_end(key)
-        return ReadyPlan(compiled.document, variable_values, plan)
+        return ReadyPlan(compiled.document, compiled.operation, variable_values, plan)
 
     async def run(self, ready: ReadyPlan, context: Context) -> ExecutionResult | None:
         """Run a ready plan for a request; None to leave the request to the general path."""

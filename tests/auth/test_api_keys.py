@@ -32,7 +32,7 @@ from service.db.models.api_key import ApiKey, Role
 from service.errors import UnauthenticatedError
 from service.settings import Settings, parse_database_url
 from tests.conftest import SqliteDatabases
-from tests.events.test_servers import _free_port
+from tests.serve_process import free_port
 from tests.test_cli import _pomreport
 
 
@@ -217,7 +217,7 @@ def _serving(
     environment: Mapping[str, str] = os.environ,
     cwd: Path | None = None,
 ) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*program, "serve", "--port", str(port), *arguments],
         env={**environment, "DATABASE_URL": database_url},

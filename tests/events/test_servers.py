@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.callbacks.test_rules import SCHEDULE, T0, _iso
 from tests.conftest import PostgresqlDatabases
+from tests.serve_process import free_port
 
 SUBSCRIPTION = """subscription {
   callbackStatusChanged { previousStatus status callback { callbackId } }
@@ -40,13 +40,6 @@ SETUP = """mutation {
                         phone: "+1 555 0100", timeZone: "America/Chicago"}) { contactId }
 }"""
 START_JOB = 'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }'
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _schedule_variables(callback_id: str) -> dict[str, Any]:
@@ -142,7 +135,7 @@ def served_app(database_url: URL) -> Iterator[tuple[_LoopCapture, str]]:
             Settings(open_without_keys=True, database_url=database_url, expiry_sweep_seconds=0)
         )
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -239,7 +232,7 @@ class _Instance:
 
 @contextlib.asynccontextmanager
 async def _serve(url: URL, extra: dict[str, str], *arguments: str) -> AsyncIterator[_Instance]:
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         **extra,
