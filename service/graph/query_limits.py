@@ -73,7 +73,9 @@ class _Walker:
         below = self.selection_set(field.selection_set)
         multiplier = self._page_size(field) if field.selection_set is not None else 1
         return _Measure(
-            depth=below.depth + 1,
+            # ofType chains (introspection's type references) are linear, one type or null a
+            # level, and client tools nest them 8 deep: they cost no depth.
+            depth=below.depth + (0 if field.name.value == "ofType" else 1),
             aliases=below.aliases + (1 if field.alias is not None else 0),
             complexity=1 + multiplier * below.complexity,
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from graphql import get_introspection_query
 
 from tests.graphql_client import GraphQLClient
 
@@ -158,3 +159,20 @@ def test_abusive_request_is_refused_fast_without_sql(
 def test_operations_within_limits_still_run(graphql: GraphQLClient) -> None:
     data = graphql.data(_deep_query(2))
     assert data["campaign"]["callbacks"]["edges"]
+
+
+def test_standard_introspection_query_runs(graphql: GraphQLClient) -> None:
+    """GraphiQL and code generators send graphql-core's query, whose type references nest
+    `ofType` eight deep: a chain one type long per level, which costs no depth."""
+    data = graphql.data(get_introspection_query(descriptions=True))
+    names = {named["name"] for named in data["__schema"]["types"]}
+    assert {"Callback", "CallbacksScheduledDetailsReport"} <= names
+
+
+def test_deep_nesting_under_introspection_is_still_refused(graphql: GraphQLClient) -> None:
+    """Only ofType is free: types -> fields -> type -> fields ... grows with every level."""
+    inner = "name"
+    for _ in range(6):
+        inner = f"fields {{ type {{ {inner} }} }}"
+    response = graphql.post("{ __schema { types { " + inner + " } } }")
+    assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
