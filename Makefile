@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# GraphiQL's browser files, from the npm registry at install time (vendor/package-lock.json).
+VENDOR_ASSETS := service/web/vendor/.installed
+HTTP_AUDIT := tests/http_audit/node_modules/.installed
 CALLBACKS ?= 1000000
 PYTEST_ARGS ?=
 
@@ -15,14 +18,26 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(INSTALLED)
 
-install: $(INSTALLED)
+$(VENDOR_ASSETS): vendor/package.json vendor/package-lock.json service/web/assets.py | $(INSTALLED)
+	@command -v npm > /dev/null \
+		|| { echo "GraphiQL's files come from the npm registry: install Node.js and npm"; exit 1; }
+	cd vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	$(BIN)/python vendor/copy_assets.py
+	@touch $@
+
+install: $(INSTALLED) $(VENDOR_ASSETS)
+
+# graphql-http's server audits, which the suite runs against `pomreport serve`.
+$(HTTP_AUDIT): tests/http_audit/package.json tests/http_audit/package-lock.json
+	cd tests/http_audit && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
 
 run: install
 	$(BIN)/pomreport migrate
 	$(BIN)/pomreport seed --callbacks 50000 --if-empty
 	$(BIN)/pomreport serve --host 127.0.0.1 --port 8000
 
-test: install
+test: install $(HTTP_AUDIT)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -48,4 +63,4 @@ bench-peers: install
 	$(BIN)/python bench/peers/peers.py $(PEERS_ARGS)
 
 clean:
-	rm -rf $(VENV) pomreport.db pomreport.db-wal pomreport.db-shm
+	rm -rf $(VENV) vendor/node_modules service/web/vendor tests/http_audit/node_modules pomreport.db pomreport.db-wal pomreport.db-shm

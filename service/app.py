@@ -33,6 +33,7 @@ from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
 from service.request_ids import RequestIds
 from service.schema import create_schema
 from service.settings import Settings
+from service.web.pages import page_routes
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *page_routes(),
         ],
         lifespan=lifespan,
     )

@@ -15,6 +15,7 @@ from starlette.types import Send
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
+from service.media_types import response_media_type
 from service.request_ids import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -210,10 +211,14 @@ async def send_graphql_error(
     message: str,
     code: str,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    accept: str | None = None,
 ) -> None:
-    """Answer an HTTP request with a GraphQL-shaped error body."""
+    """Answer an HTTP request with a GraphQL-shaped error body, in the JSON media type the
+    request's `accept` header asks for."""
     body = graphql_error_body(message, code)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    media_type = response_media_type(accept).encode()
+    headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
     headers.extend(extra_headers or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -41,6 +41,8 @@ class GraphQLClient:
     transactions: int = 0
     # Sent with every request, e.g. an Authorization header.
     headers: dict[str, str] = field(default_factory=dict)
+    # What a client of the GraphQL-over-HTTP spec accepts: request errors come back as 4xx.
+    accept: str = "application/graphql-response+json, application/json;q=0.9"
 
     @property
     def report_statements(self) -> int:
@@ -54,7 +56,9 @@ class GraphQLClient:
         self.statements.clear()
         self.checkouts = self.transactions = 0
         return self.client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=self.headers
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"accept": self.accept, **self.headers},
         )
 
     def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -21,12 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.web.assets import VENDOR_FILES
 from tests.auth.test_api_keys import _serving
 
 pytestmark = pytest.mark.packaging
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPTS = "service/db/migration_scripts"
+VENDOR = "service/web/vendor"
 REPORT = "{ callbacksScheduledDetails(timePeriod: {preset: ALL}) { totalRecords } }"
 # What pip prints when it cannot reach an index, as opposed to a failing install.
 OFFLINE = re.compile(
@@ -57,7 +59,10 @@ def _tracked(*folders: str) -> list[str]:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A wheel built from a copy of the tracked files, so the checkout gets no build output."""
     copy = tmp_path_factory.mktemp("source")
-    for name in [*_tracked("service", "migrations"), "pyproject.toml", "README.md"]:
+    # GraphiQL's files are not in git: `make install` fetches them, as a release build would
+    # before building its wheel.
+    vendored = [f"{VENDOR}/{name}" for name in VENDOR_FILES]
+    for name in [*_tracked("service", "migrations"), *vendored, "pyproject.toml", "README.md"]:
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPOSITORY / name, copy / name)
     wheels = tmp_path_factory.mktemp("wheels")
@@ -122,6 +127,7 @@ def test_packaging_wheel_holds_every_tracked_module_and_migration_script(wheel: 
     expected = set(_tracked("service")) | {
         f"{SCRIPTS}/{name.removeprefix('migrations/')}" for name in _tracked("migrations")
     }
+    expected |= {f"{VENDOR}/{name}" for name in VENDOR_FILES}
     assert {f"{SCRIPTS}/env.py", f"{SCRIPTS}/script.py.mako"} <= expected
     assert any(name.startswith(f"{SCRIPTS}/versions/") for name in expected)
     assert sorted(expected - names) == []

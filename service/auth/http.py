@@ -83,4 +83,6 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str, code: str
     extra = [(b"www-authenticate", b'Bearer realm="pomreport"')] if status == 401 else []
     if status == 503:
         extra.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    await send_graphql_error(send, status, message, code, extra)
+    await send_graphql_error(
+        send, status, message, code, extra, accept=Headers(scope=scope).get("accept")
+    )

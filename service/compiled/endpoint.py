@@ -26,11 +26,8 @@ from service.graph.http_guard import GRAPHQL_REQUEST
 from service.graph.query_limits import check_operation
 from service.graph.request_metrics import REQUEST_NOTE
 from service.graph.view import PomreportGraphQL
+from service.media_types import wants_stream
 from service.settings import QueryLimits
-
-# Accept headers the JSON answer satisfies; anything else (multipart, event streams, the
-# GraphQL response media type) is negotiated by Strawberry.
-_JSON_ACCEPTS = frozenset(("", "*/*", "application/json"))
 
 
 class CompiledQueryEndpoint:
@@ -60,8 +57,8 @@ class CompiledQueryEndpoint:
         payload = request.scope.get(GRAPHQL_REQUEST)
         if not isinstance(payload, dict) or payload.get("extensions"):
             return None
-        if request.headers.get("accept", "").strip() not in _JSON_ACCEPTS:
-            return None
+        if wants_stream(request.headers.get("accept")):
+            return None  # an event stream or multipart answer: Strawberry's
         state = request.app.state
         if not state.settings.compiled_execution:
             return None

@@ -27,6 +27,7 @@ from service.errors import (
     graphql_error_body,
     send_graphql_error,
 )
+from service.media_types import response_media_type
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,13 @@ class GraphQLHTTPGuard:
             elif scope["method"] == "GET":
                 _check_get(scope)
         except HTTPRequestError as error:
-            await _send_error(send, error)
+            await _send_error(send, error, Headers(scope=scope).get("accept"))
             return
-        answer = self.app(scope, _replay(body), _rewrite_plain_text_errors(send))
+        answer = self.app(
+            scope,
+            _replay(body),
+            _rewrite_plain_text_errors(send, Headers(scope=scope).get("accept")),
+        )
         await _cancelled_when_client_leaves(answer, receive)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -192,12 +197,14 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _send_error(send: Send, error: HTTPRequestError) -> None:
+async def _send_error(send: Send, error: HTTPRequestError, accept: str | None) -> None:
     extra_headers = [(b"allow", b"POST")] if error.status == 405 else []
-    await send_graphql_error(send, error.status, error.message, error.code, extra_headers)
+    await send_graphql_error(
+        send, error.status, error.message, error.code, extra_headers, accept=accept
+    )
 
 
-def _rewrite_plain_text_errors(send: Send) -> Send:
+def _rewrite_plain_text_errors(send: Send, accept: str | None) -> Send:
     """Strawberry refuses some requests in plain text; give clients a GraphQL error instead."""
     status = 200
     plain = False
@@ -218,7 +225,7 @@ def _rewrite_plain_text_errors(send: Send) -> Send:
                     "type": "http.response.start",
                     "status": status,
                     "headers": [
-                        (b"content-type", b"application/json"),
+                        (b"content-type", response_media_type(accept).encode()),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }

@@ -34,6 +34,8 @@ from service.auth.http import authenticated_principal, is_proxied
 from service.errors import RETRY_AFTER_SECONDS, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
+from service.media_types import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
+from service.web.pages import graphiql_response
 
 EXAMPLE_REPORT_QUERY = """# The Callbacks Scheduled Details report: the last 7 days, first page.
 # Try timePeriod: {preset: TODAY, timeZone: "Europe/Berlin"} or filters: {agentId: "A1001"}.
@@ -153,16 +155,9 @@ class PomreportGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
-    @property
-    def graphql_ide_html(self) -> str:
-        """GraphiQL, opening on an example report query instead of Strawberry's comment."""
-        html = super().graphql_ide_html
-        start = html.find("const EXAMPLE_QUERY = `")
-        end = html.find("`;", start)
-        if start < 0 or end < 0:
-            return html
-        example = EXAMPLE_REPORT_QUERY.replace("\\", "\\\\").replace("`", "\\`")
-        return f"{html[:start]}const EXAMPLE_QUERY = `{example}{html[end:]}"
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the service's own files, opening on an example report query."""
+        return graphiql_response(EXAMPLE_REPORT_QUERY)
 
     def encode_json(self, data: object) -> str:
         """JSON by orjson, several times faster than the standard library's on big pages; text,
@@ -201,21 +196,32 @@ class PomreportGraphQL(GraphQL[Context, None]):
             ) from None
         return NO_ACK_PAYLOAD
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # The media type the answer goes out as, negotiated once from the request's Accept.
+        sub_response.media_type = response_media_type(request.headers.get("accept"))
+        return sub_response
+
     def create_response(
         self,
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,
     ) -> Response:
-        """Statuses for requests that ran nothing (GraphQL over HTTP): 401 or 403 when refused
-        for who is asking, 400 for any other request error (parse, validation, variables of
-        the wrong type, limits). Errors raised while executing, which carry a path, stay 200,
-        except SERVICE_UNAVAILABLE (database down, no connection free in time): 503 with
-        Retry-After, so that clients and proxies back off and retry. A request that ran
-        nothing has no `data` entry at all, as the GraphQL spec says of errors raised before
-        execution begins."""
+        """The answer in the media type the client accepts, with GraphQL over HTTP's statuses.
+
+        Refusals for who is asking are 401 or 403, and SERVICE_UNAVAILABLE (database down, no
+        connection free in time) is 503 with Retry-After, so that clients and proxies back off
+        and retry. Other request errors (parse, validation, variables of the wrong type, limits)
+        are 400 under application/graphql-response+json, and 200 under application/json, which
+        legacy clients read whatever the status. Errors raised while executing, which carry a
+        path, are 200. A request that ran nothing has no `data` entry at all, as the GraphQL
+        spec says of errors raised before execution begins."""
+        media_type = sub_response.media_type or JSON
+        sub_response.media_type = None
         if isinstance(response_data, dict) and _ran_nothing(response_data):
             response_data = cast(GraphQLHTTPResponse, {"errors": response_data["errors"]})
         response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = media_type
         if not isinstance(response_data, dict):
             return response
         errors = cast(list[dict[str, Any]], response_data.get("errors") or [])
@@ -231,7 +237,11 @@ class PomreportGraphQL(GraphQL[Context, None]):
             response.headers["www-authenticate"] = 'Bearer realm="pomreport"'
         elif codes == {"FORBIDDEN"}:
             response.status_code = 403
-        elif errors and not any("path" in error for error in errors):
+        elif (
+            errors
+            and media_type == GRAPHQL_RESPONSE_JSON
+            and not any("path" in error for error in errors)
+        ):
             response.status_code = 400
         return response
 

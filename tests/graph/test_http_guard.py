@@ -110,6 +110,7 @@ def test_variables_of_the_wrong_type_get_a_400(
             "query": "query($first: Int!) { campaigns(first: $first) { totalCount } }",
             "variables": variables,
         },
+        headers={"accept": "application/graphql-response+json"},
     )
     assert response.status_code == 400
     error = response.json()["errors"][0]

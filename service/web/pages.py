@@ -1,0 +1,64 @@
+"""The HTML pages: GraphiQL at /graphql, and the routes of the files it loads."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from service.web.assets import STATIC, VENDOR, missing_vendor_files
+
+# The pages load nothing from another origin; a browser enforces it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+PAGE_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
+
+MISSING_ASSETS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pomreport · GraphiQL not installed</title></head>
+<body style="font: 16px system-ui, sans-serif; max-width: 44rem; margin: 3rem auto">
+<h1>GraphiQL's files are not installed</h1>
+<p>This copy of pomreport lacks {missing}. <code>make install</code> fetches them from the npm
+registry (pinned in <code>vendor/package-lock.json</code>) into the package, so the service
+serves them itself.</p>
+<p>The API itself works: POST GraphQL requests to <code>/graphql</code>.</p>
+</body></html>
+"""
+
+
+def graphiql_html(example_query: str) -> str:
+    """GraphiQL's page, opening on example_query, or a page saying what is missing."""
+    missing = missing_vendor_files()
+    if missing:
+        return MISSING_ASSETS_PAGE.format(missing=", ".join(missing))
+    template = (STATIC / "graphiql.html").read_text(encoding="utf-8")
+    # JSON inside a script element: escape what could close it or start markup.
+    embedded = (
+        json.dumps(example_query)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
+    return template.replace("{{EXAMPLE_QUERY}}", embedded)
+
+
+def page_routes() -> list[BaseRoute]:
+    """The static files; vendored files under /static/vendor."""
+    return [
+        Mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False)),
+        Mount("/static", StaticFiles(directory=STATIC)),
+    ]
+
+
+def graphiql_response(example_query: str) -> HTMLResponse:
+    """GraphiQL with the pages' security headers."""
+    return HTMLResponse(graphiql_html(example_query), headers=PAGE_HEADERS)
