@@ -36,3 +36,20 @@ def wants_stream(accept: str | None) -> bool:
     """Whether the client asks for a streamed answer (Server-Sent Events or multipart)."""
     lowered = (accept or "").lower()
     return any(media in lowered for media in STREAMING)
+
+
+def without_streams(accept: str | None) -> str | None:
+    """The Accept header without its streaming media types, when what remains still admits a
+    JSON answer (else None): what a query or mutation is answered by, since a stream of one
+    result helps nobody and some clients list a stream type on every request."""
+    kept = [
+        part
+        for part in (accept or "").split(",")
+        if not any(media in part.lower() for media in STREAMING)
+    ]
+    narrowed = ",".join(kept).strip()
+    admits_json = any(
+        part.split(";")[0].strip().lower() in (GRAPHQL_RESPONSE_JSON, JSON, "application/*", "*/*")
+        for part in kept
+    )
+    return narrowed if admits_json else None

@@ -27,7 +27,7 @@ from service.errors import (
     graphql_error_body,
     send_graphql_error,
 )
-from service.media_types import response_media_type
+from service.media_types import response_media_type, wants_stream, without_streams
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,16 @@ class GraphQLHTTPGuard:
         except HTTPRequestError as error:
             await _send_error(send, error, Headers(scope=scope).get("accept"))
             return
-        answer = self.app(
-            scope,
-            _replay(body),
-            _rewrite_plain_text_errors(send, Headers(scope=scope).get("accept")),
-        )
+        accept = Headers(scope=scope).get("accept")
+        if wants_stream(accept) and not _asks_for_subscription(scope):
+            narrowed = without_streams(accept)
+            if narrowed is not None:
+                accept = narrowed
+                scope["headers"] = [
+                    *((name, value) for name, value in scope["headers"] if name != b"accept"),
+                    (b"accept", narrowed.encode("latin-1")),
+                ]
+        answer = self.app(scope, _replay(body), _rewrite_plain_text_errors(send, accept))
         await _cancelled_when_client_leaves(answer, receive)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -152,6 +157,28 @@ def _check_get(scope: Scope) -> None:
             raise HTTPRequestError(
                 405, f"{definition.operation.value}s are not allowed with GET; send a POST"
             )
+
+
+def _asks_for_subscription(scope: Scope) -> bool:
+    """Whether the request's chosen operation is a subscription (False when its document does
+    not parse: Strawberry reports that)."""
+    payload = scope.get(GRAPHQL_REQUEST)
+    if isinstance(payload, dict):
+        query, wanted = payload["query"], payload.get("operationName")
+    else:
+        parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = (parameters.get("query") or [""])[0]
+        wanted = (parameters.get("operationName") or [None])[0]
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return False
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            wanted is None or (definition.name and definition.name.value == wanted)
+        ):
+            return definition.operation is OperationType.SUBSCRIPTION
+    return False
 
 
 async def _cancelled_when_client_leaves(answer: Awaitable[None], receive: Receive) -> None:

@@ -369,6 +369,7 @@ async def _first_event(response: httpx.Response, marker: str) -> str:
     ("accept", "content_type"),
     [
         ("text/event-stream", "text/event-stream"),
+        ("text/event-stream, application/json", "text/event-stream"),
         ("multipart/mixed;subscriptionSpec=1.0,application/json", "multipart/mixed"),
     ],
 )

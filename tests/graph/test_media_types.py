@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from service.media_types import GRAPHQL_RESPONSE_JSON, JSON, response_media_type, wants_stream
+from service.media_types import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    response_media_type,
+    wants_stream,
+    without_streams,
+)
 from tests.graphql_client import GraphQLClient
 
 MODERN = GRAPHQL_RESPONSE_JSON
@@ -92,3 +98,44 @@ def test_malformed_requests_are_4xx_in_the_accepted_type(
     assert response.status_code == 400
     assert response.headers["content-type"] == accept
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("accept", "narrowed"),
+    [
+        ("text/event-stream, application/json", "application/json"),
+        ("multipart/mixed;subscriptionSpec=1.0, application/json", "application/json"),
+        ("text/event-stream", None),
+        ("multipart/mixed;deferSpec=20220824", None),
+    ],
+)
+def test_streams_can_be_left_out_when_json_remains(accept: str, narrowed: str | None) -> None:
+    assert without_streams(accept) == narrowed
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json, text/event-stream",
+        "multipart/mixed;subscriptionSpec=1.0, application/json",
+        "multipart/mixed;deferSpec=20220824, application/graphql-response+json, application/json",
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_query_accepting_a_stream_and_json_is_answered_in_json(
+    graphql: GraphQLClient, accept: str, method: str
+) -> None:
+    """A stream of one result helps nobody, and clients that list a stream type on every
+    request (for @defer, or subscriptions over HTTP) expect JSON for their queries."""
+    for _ in range(2):  # planned, then from the compiled endpoint
+        if method == "POST":
+            response = graphql.client.post(
+                "/graphql", json={"query": REPORT}, headers={"accept": accept}
+            )
+        else:
+            response = graphql.client.get(
+                "/graphql", params={"query": REPORT}, headers={"accept": accept}
+            )
+        assert response.status_code == 200
+        assert response.headers["content-type"] == response_media_type(without_streams(accept))
+        assert response.json()["data"]["callbacksScheduledDetails"]["totalRecords"] > 0
