@@ -12,6 +12,7 @@ import contextlib
 import csv
 import datetime as dt
 import io
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -712,3 +713,25 @@ async def test_csv_streams_chunk_by_chunk_and_gives_its_connection_back(
         cut = await _get(app, CSV_PATH, "preset=ALL", fail_after_bodies=3)
         assert sum(1 for message in cut if message["type"] == "http.response.body") == 3
         assert app.state.engine.sync_engine.pool.checkedout() == 0
+
+
+# The writer ------------------------------------------------------------------------------
+
+
+def test_csv_text_writes_exactly_what_csv_writer_writes() -> None:
+    # Chunks of plain rows take the shortcut, chunks with one awkward cell csv.writer itself;
+    # both must come out as csv.writer writes them.
+    awkward = ["a,b", 'say "hi"', "two\nlines", "cr\ronly", "", " spaced ", "'quoted'", "é, ü"]
+    chances = random.Random(11)
+    for _ in range(200):
+        rows = [
+            tuple(
+                chances.choice(awkward) if chances.random() < 0.02 else f"cell{chances.random()}"
+                for _ in range(15)
+            )
+            for _ in range(chances.randrange(1, 30))
+        ]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        assert csv_export.csv_text(rows) == buffer.getvalue()
+    assert csv_export.csv_text([]) == ""
