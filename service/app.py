@@ -1,5 +1,5 @@
-"""The Starlette application: /graphql, /healthz, /readyz and /metrics around one database
-engine."""
+"""The Starlette application: /graphql, /healthz, /readyz, /metrics and the report's CSV
+download around one database engine."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
 from service.graph.request_metrics import RequestMetrics
 from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
+from service.reports.callbacks_scheduled_details.csv_export import download_csv
+from service.reports.callbacks_scheduled_details.csv_links import CSV_PATH
 from service.request_ids import RequestIds
 from service.schema import create_schema
 from service.settings import Settings
@@ -170,6 +172,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route(CSV_PATH, download_csv, methods=["GET"]),
             *page_routes(),
         ],
         lifespan=lifespan,

@@ -273,6 +273,8 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             POMREPORT_HOST=host,
             POMREPORT_PORT=str(port),
             POMREPORT_ALLOW_UNAUTHENTICATED=str(allow_unauthenticated).lower(),
+            # A download link one worker signs must work on whichever worker it reaches.
+            POMREPORT_URL_SIGNING_SECRET=settings.url_signing_secret,
         )
         with tempfile.TemporaryDirectory(prefix="pomreport-metrics-") as metrics_directory:
             os.environ.setdefault(MULTIPROCESS_DIRECTORY, metrics_directory)

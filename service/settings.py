@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -121,6 +122,27 @@ def parse_seconds(raw: str, variable: str) -> float:
     return value
 
 
+# Shortest POMREPORT_URL_SIGNING_SECRET accepted: 32 characters of a random token carry at least
+# the 128 bits an HMAC key needs to be beyond guessing.
+MIN_SIGNING_SECRET_LENGTH = 32
+
+
+def parse_signing_secret(raw: str, variable: str) -> str:
+    """Check that a signing secret is long enough to be a random key, not a password."""
+    if len(raw) < MIN_SIGNING_SECRET_LENGTH:
+        raise SettingsError(
+            f"{variable} must be at least {MIN_SIGNING_SECRET_LENGTH} characters, got "
+            f"{len(raw)}; make one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'"
+        )
+    return raw
+
+
+def random_signing_secret() -> str:
+    """A signing secret of this process alone, for when none is configured."""
+    return secrets.token_urlsafe(32)
+
+
 def _number(raw: str, variable: str, parse: Callable[[str], NumberT], what: str) -> NumberT:
     try:
         return parse(raw)
@@ -193,6 +215,16 @@ class Settings:
     api_key_cache_seconds: float = _read("POMREPORT_API_KEY_CACHE_SECONDS", parse_seconds, 10.0)
     # Bearer key /metrics needs; None serves it to anyone who can reach it.
     metrics_key: str | None = _read("POMREPORT_METRICS_KEY", _text, None)
+    # Key of the HMAC that signs download links (the report's csvUrl). Unset, each Settings
+    # (so each process) makes its own random one: links then work only on the process that
+    # signed them, so several instances behind one address need it set, to the same value
+    # (`serve --workers N` shares one among its workers by itself). Never shown or compared.
+    url_signing_secret: str = field(
+        default_factory=random_signing_secret,
+        metadata=_variable("POMREPORT_URL_SIGNING_SECRET", parse_signing_secret),
+        repr=False,
+        compare=False,
+    )
     # permessage-deflate on WebSockets. Off by default: a change is a frame of a few hundred
     # bytes, and compression costs each connection about 40 KiB of zlib state and each frame
     # CPU time (bench/README.md, subscription fan-out).

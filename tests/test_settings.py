@@ -39,6 +39,7 @@ def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> Non
         ({"POMREPORT_REPORT_TIMEZONE": "../etc/passwd"}, "not an IANA time zone"),
         ({"POMREPORT_PORT": "eighty"}, "not a port number"),
         ({"POMREPORT_PORT": "70000"}, "out of range"),
+        ({"POMREPORT_URL_SIGNING_SECRET": "password"}, "at least 32 characters, got 8"),
     ],
 )
 def test_settings_rejects_bad_values_with_the_reason(
@@ -61,3 +62,15 @@ def test_settings_reads_time_zone_host_and_port() -> None:
         "0.0.0.0",
         9000,
     )
+
+
+def test_settings_signing_secret_is_read_or_made_and_never_shown() -> None:
+    secret = "s" * 40
+    settings = Settings.from_environment({"POMREPORT_URL_SIGNING_SECRET": secret})
+    assert settings.url_signing_secret == secret
+    assert secret not in repr(settings)
+    # Unset, each Settings makes its own: links then work only in the process that signed them.
+    made, other = Settings.from_environment({}), Settings.from_environment({})
+    assert len(made.url_signing_secret) >= 32
+    assert made.url_signing_secret != other.url_signing_secret
+    assert made == other, "the secret takes no part in comparing settings"

@@ -203,6 +203,27 @@ class ApiKeyRegistry:
             raise UnauthenticatedError("the API key is not valid (unknown or revoked)")
         return principal
 
+    async def authenticate_key_id(self, key_id: int | None, *, proxied: bool = False) -> Principal:
+        """The principal of the key a signed link names by id (None: a link signed in open
+        development mode, which works only while that mode lasts).
+
+        Looked up at once, never from the cache: a link outlives the request that made it,
+        and must stop working the moment its key is revoked. Raises UnauthenticatedError
+        when the key is unknown or revoked.
+        """
+        if key_id is None:
+            return await self._open_principal(proxied=proxied)
+        async with self._session_maker() as session:
+            row = await session.scalar(
+                select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            )
+        metrics.KEY_LOOKUPS.labels("unknown" if row is None else "found").inc()
+        if row is None:
+            raise UnauthenticatedError(
+                "the API key this link was signed for has been revoked; get a new link"
+            )
+        return Principal(row.role, row.agent_id, row.id, row.name)
+
     async def _open_principal(self, *, proxied: bool) -> Principal:
         if self._open_without_keys and self._keys_exist is not True:
             if self._clock() - self._keys_checked_at >= self._cache_seconds:

@@ -247,6 +247,7 @@ class CompiledQueries:
                 variable_values,
                 context.settings,
                 plan.slots,
+                context.principal,
             )
             try:
                 return await plan.run(run)

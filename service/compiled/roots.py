@@ -33,6 +33,7 @@ from service.graph import declarations
 from service.graph.filtering import EntityQueryDeclaration
 from service.graph.nodes import parse_global_id
 from service.graph.pagination import Page, page_of
+from service.reports.callbacks_scheduled_details.csv_links import signed_csv_path
 from service.reports.callbacks_scheduled_details.query import report_header
 
 
@@ -130,7 +131,7 @@ class ReportPlan(RootPlan):
                     compilation, declarations.CALLBACK, report_type.fields[name], field_details
                 )
                 self.fields.append((key, name, rows))
-            elif name == "totalRecords":
+            elif name in ("totalRecords", "csvUrl"):
                 self.fields.append((key, name, None))
             else:
                 report_field = report_type.fields[name]
@@ -165,6 +166,13 @@ class ReportPlan(RootPlan):
                 report[key] = values[key]
             elif name == "totalRecords":
                 report[key] = total
+            elif name == "csvUrl":
+                report[key] = signed_csv_path(
+                    header.csv_parameters,
+                    principal=run.require_principal(),
+                    settings=run.settings,
+                    now=header.query_time,
+                )
             else:
                 report[key] = detail(getattr(header, name))
         return report

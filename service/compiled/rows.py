@@ -50,6 +50,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
 from strawberry.types.arguments import convert_arguments
 
+from service.auth.api_keys import Principal
 from service.auth.row_scope import RowScope
 from service.compiled.entities import (
     ENTITY_TYPES,
@@ -181,9 +182,11 @@ class Run:
         variable_values: VariableValues,
         settings: Settings,
         slots: int,
+        principal: Principal | None = None,
     ) -> None:
         if scope.refuses_reads:
             raise UnauthenticatedError("this operation needs an API key")
+        self.principal = principal
         self._connect = connect
         self._spare_connection = spare_connection
         self._connection: Any = None
@@ -208,6 +211,12 @@ class Run:
             if self._connection is None:
                 self._connection = await self._connect()
             return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
+
+    def require_principal(self) -> Principal:
+        """Who the request acts for (a signed link is signed for its key)."""
+        if self.principal is None:
+            raise UnauthenticatedError("this operation needs an API key")
+        return self.principal
 
     async def close(self) -> None:
         """Give the connection back (its transaction, if any, rolls back: the path only

@@ -161,6 +161,9 @@ class Rewriter:
         )
 
 
+SIGNING_SECRET = "the differential test's own, 32 characters or more"
+
+
 def _without_request_ids(body: Any) -> Any:
     for error in body.get("errors") or []:
         error.get("extensions", {}).pop("requestId", None)
@@ -203,6 +206,8 @@ def two_paths(
                 open_without_keys=True,
                 api_key_cache_seconds=3600,
                 compiled_execution=compiled,
+                # One secret for both: a report's csvUrl must come out the same on each.
+                url_signing_secret=SIGNING_SECRET,
             )
         )
 

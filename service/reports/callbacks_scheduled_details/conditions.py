@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, true
 
-from service.db.models.callback import Callback, CallbackStatus, CallbackType
+from service.db.models.callback import Callback
 from service.db.models.campaign import Campaign
 from service.errors import BadUserInputError
+from service.reports.callbacks_scheduled_details.labels import report_word
 from service.reports.callbacks_scheduled_details.types import (
     AppliedFilter,
     CallbacksScheduledDetailsFilters,
@@ -70,9 +71,3 @@ def filter_conditions(
         )
         conditions.append(Callback.serviced_by_agent_id == filters.serviced_by_agent_id)
     return applied, and_(true(), *conditions)
-
-
-def report_word(value: CallbackType | CallbackStatus) -> str:
-    """How the report writes an enum value: "Campaign Terminated", but "Strict agent"."""
-    words = str(value.name).replace("_", " ")
-    return words.capitalize() if value is CallbackType.STRICT_AGENT else words.title()

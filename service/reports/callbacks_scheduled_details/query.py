@@ -15,6 +15,7 @@ from service.reports.callbacks_scheduled_details.conditions import (
     filter_conditions,
     period_condition,
 )
+from service.reports.callbacks_scheduled_details.csv_parameters import csv_parameters
 from service.reports.callbacks_scheduled_details.types import (
     CallbacksScheduledDetailsFilters,
     CallbacksScheduledDetailsReport,
@@ -43,6 +44,7 @@ def report_header(
     raises BadUserInputError for a period or filter the report cannot take."""
     query_time = utc_now()
     period_input = time_period or TimePeriodInput()
+    max_span = dt.timedelta(days=settings.max_report_days)
     try:
         period = resolve_time_period(
             preset=period_input.preset,
@@ -53,11 +55,12 @@ def report_header(
             time_zone=period_input.time_zone,
             default_time_zone=settings.report_time_zone,
             now=query_time,
-            max_span=dt.timedelta(days=settings.max_report_days),
+            max_span=max_span,
         )
     except TimePeriodError as error:
         raise BadUserInputError(str(error)) from None
-    applied, filter_condition = filter_conditions(filters or CallbacksScheduledDetailsFilters())
+    filters = filters or CallbacksScheduledDetailsFilters()
+    applied, filter_condition = filter_conditions(filters)
     return CallbacksScheduledDetailsReport(
         time_period=TimePeriod(
             from_=period.start, to=period.end, time_zone=period.time_zone, label=period.label
@@ -65,6 +68,7 @@ def report_header(
         query_time=query_time,
         filters=applied,
         condition=and_(period_condition(period), filter_condition),
+        csv_parameters=csv_parameters(period, period_input, filters, max_span=max_span),
     )
 
 

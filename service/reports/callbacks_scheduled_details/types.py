@@ -14,6 +14,7 @@ from service.graph.context import Info
 from service.graph.declarations import CallbackOrder
 from service.graph.nodes import CallbackNode
 from service.graph.query import callback_connection
+from service.reports.callbacks_scheduled_details.csv_links import QueryParameters, signed_csv_path
 from service.reports.time_periods import TimePeriodPreset
 
 strawberry.enum(TimePeriodPreset, description="Named report periods, in the period's time zone.")
@@ -81,6 +82,25 @@ class CallbacksScheduledDetailsReport:
     query_time: dt.datetime = strawberry.field(description="When the report was run.")
     filters: list[AppliedFilter]
     condition: strawberry.Private[ColumnElement[bool]]
+    # The period and filters as the CSV download takes them (see csv_parameters.py).
+    csv_parameters: strawberry.Private[QueryParameters]
+
+    @strawberry.field(
+        description="This report as CSV: the path of `GET /reports/callbacks-scheduled-details"
+        ".csv` with the report's period (its resolved bounds and time zone) and filters as "
+        "query parameters, and a `token` signed for the caller's API key and exactly those "
+        "parameters. For 5 minutes after `queryTime` it downloads without an Authorization "
+        "header (a plain browser link); expired, altered, or once its key is revoked, it gets "
+        "HTTP 401. An agent key's link holds that agent's rows only. Relative to the service's "
+        "address."
+    )
+    def csv_url(self, info: Info) -> str:
+        return signed_csv_path(
+            self.csv_parameters,
+            principal=info.context.caller.require(),
+            settings=info.context.settings,
+            now=self.query_time,
+        )
 
     @strawberry.field(description="Number of rows the report holds, over all pages.")
     async def total_records(self, info: Info) -> int:
