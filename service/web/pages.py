@@ -1,11 +1,13 @@
-"""The HTML pages: GraphiQL at /graphql, and the routes of the files it loads."""
+"""The HTML pages: the report page at / and GraphiQL at /graphql, and the routes of the files
+they load."""
 
 from __future__ import annotations
 
 import json
 
-from starlette.responses import HTMLResponse
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.web.assets import STATIC, VENDOR, missing_vendor_files
@@ -51,9 +53,15 @@ def graphiql_html(example_query: str) -> str:
     return template.replace("{{EXAMPLE_QUERY}}", embedded)
 
 
+async def report_page(_request: Request) -> Response:
+    """The live Callbacks Scheduled Details report page for supervisors."""
+    return FileResponse(STATIC / "report.html", headers=PAGE_HEADERS)
+
+
 def page_routes() -> list[BaseRoute]:
-    """The static files; vendored files under /static/vendor."""
+    """/ and the static files; vendored files under /static/vendor."""
     return [
+        Route("/", report_page, methods=["GET"]),
         Mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False)),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]

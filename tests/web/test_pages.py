@@ -38,7 +38,9 @@ def _local_urls(page: str) -> list[str]:
     return [url for url in urls if not url.startswith("data:")]
 
 
-@pytest.mark.parametrize(("path", "accept"), [("/graphql", "text/html")], ids=["graphiql"])
+@pytest.mark.parametrize(
+    ("path", "accept"), [("/graphql", "text/html"), ("/", "text/html")], ids=["graphiql", "report"]
+)
 def test_page_loads_only_files_the_service_serves(
     client: TestClient, path: str, accept: str
 ) -> None:

@@ -1,0 +1,423 @@
+// The live Callbacks Scheduled Details report: the form's period and filters (kept in the page's
+// address, with the CSV export's parameter names), the report's header and rows from /graphql,
+// and status changes from the callbackStatusChanged subscription applied to the rows on screen.
+import { authorizationHeaders, rememberApiKey } from "./session-key.js";
+
+const ROW_FIELDS = `id callbackId campaignName campaignDisplayName jobId creatorAgentId callbackType createdFor
+  contactId creationTime scheduledStartTime scheduledEndTime callbackStatus servicedByAgentId
+  interactionAttemptTime customCompletionCode systemCompletionCode`;
+
+const REPORT_QUERY = `query ReportPage($timePeriod: TimePeriodInput,
+    $filters: CallbacksScheduledDetailsFilters, $first: Int, $after: String, $last: Int,
+    $before: String) {
+  callbacksScheduledDetails(timePeriod: $timePeriod, filters: $filters) {
+    timePeriod { from to timeZone label }
+    queryTime
+    filters { name value }
+    totalRecords
+    csvUrl
+    rows(first: $first, after: $after, last: $last, before: $before) {
+      edges { node { ${ROW_FIELDS} } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+  }
+}`;
+
+const CHANGES_SUBSCRIPTION = `subscription ReportPageChanges($filter: CallbackStatusChangedFilter) {
+  callbackStatusChanged(filter: $filter) {
+    previousStatus
+    callback { ${ROW_FIELDS} }
+  }
+}`;
+
+const LABELS = {
+  AGENT: "Agent", CAMPAIGN: "Campaign", STANDARD: "Standard", STRICT_AGENT: "Strict agent",
+  ACTIVE: "Active", COMPLETED: "Completed", EXPIRED: "Expired",
+  CAMPAIGN_TERMINATED: "Campaign Terminated", OVERWRITTEN: "Overwritten",
+  CONTACT_EXCLUDED: "Contact Excluded", RESTRICTED_DNC: "Restricted DNC",
+  RESTRICTED_OTHER: "Restricted Other", CALLBACK_EXPIRED: "Callback Expired",
+  CALLBACK_POSTPONED: "Callback Postponed",
+};
+
+// Section 1's columns, in POM's order, with its labels.
+const COLUMNS = [
+  ["Campaign Name", "campaignDisplayName"],
+  ["Job ID", "jobId"],
+  ["Creator Agent ID", "creatorAgentId"],
+  ["Callback ID", "callbackId"],
+  ["Callback Type", "callbackType", "label"],
+  ["Created For Campaign/Agent", "createdFor"],
+  ["Contact ID", "contactId"],
+  ["Creation Time", "creationTime", "time"],
+  ["Scheduled Start Time", "scheduledStartTime", "time"],
+  ["Scheduled End Time", "scheduledEndTime", "time"],
+  ["Callback Status", "callbackStatus", "label"],
+  ["Serviced By Agent ID", "servicedByAgentId"],
+  ["Interaction Attempt Time", "interactionAttemptTime", "time"],
+  ["Custom Completion Code", "customCompletionCode"],
+  ["System Completion Code", "systemCompletionCode", "label"],
+];
+
+const LIST_PARAMETERS = ["campaignName", "jobId", "callbackType", "callbackStatus"];
+const TEXT_PARAMETERS = ["agentId", "contactId", "servicedByAgentId"];
+const $ = (selector) => document.querySelector(selector);
+const form = $("#report-form");
+
+let report = null; // the report on screen
+let pageNumber = 0; // which page of it, from 0
+let newCallbacks = 0;
+let live = null;
+let watchedFilter = null; // the subscription's filter, as JSON
+
+// ---- The form and the page's address ----
+
+function showPeriodFields() {
+  const mode = form.elements.mode.value;
+  for (const label of form.querySelectorAll("label[data-mode]")) {
+    label.hidden = label.dataset.mode !== mode;
+  }
+}
+
+function listValue(name) {
+  const field = form.elements[name];
+  if (field instanceof HTMLSelectElement) {
+    return [...field.selectedOptions].map((option) => option.value);
+  }
+  return field.value.split(",").map((part) => part.trim()).filter(Boolean);
+}
+
+// The view as URL parameters: the CSV export's names (SPEC 6), plus the page size.
+function viewFromForm() {
+  const view = new URLSearchParams();
+  const mode = form.elements.mode.value;
+  if (mode === "between") {
+    view.set("from", form.elements.from.value);
+    view.set("to", form.elements.to.value);
+  } else {
+    view.set(mode, form.elements[mode].value);
+  }
+  if (form.elements.timeZone.value.trim()) view.set("timeZone", form.elements.timeZone.value.trim());
+  for (const name of TEXT_PARAMETERS) {
+    if (form.elements[name].value.trim()) view.set(name, form.elements[name].value.trim());
+  }
+  for (const name of LIST_PARAMETERS) {
+    for (const value of listValue(name)) view.append(name, value);
+  }
+  view.set("pageSize", form.elements.pageSize.value);
+  return view;
+}
+
+function formFromView(view) {
+  const mode = ["preset", "lastHours", "from"].find((name) => view.has(name)) ?? "lastDays";
+  form.elements.mode.value = mode === "from" ? "between" : mode;
+  for (const name of ["lastDays", "lastHours", "preset", "from", "to", "timeZone", ...TEXT_PARAMETERS]) {
+    if (view.has(name)) form.elements[name].value = view.get(name);
+  }
+  for (const name of LIST_PARAMETERS) {
+    const values = view.getAll(name);
+    const field = form.elements[name];
+    if (field instanceof HTMLSelectElement) {
+      for (const option of field.options) option.selected = values.includes(option.value);
+    } else {
+      field.value = values.join(", ");
+    }
+  }
+  if (view.has("pageSize")) form.elements.pageSize.value = view.get("pageSize");
+  showPeriodFields();
+}
+
+function variablesFromView(view) {
+  const timePeriod = {};
+  if (view.has("preset")) timePeriod.preset = view.get("preset");
+  if (view.has("lastDays")) timePeriod.lastDays = Number(view.get("lastDays"));
+  if (view.has("lastHours")) timePeriod.lastHours = Number(view.get("lastHours"));
+  if (view.has("from")) timePeriod.from = view.get("from");
+  if (view.has("to")) timePeriod.to = view.get("to");
+  if (view.has("timeZone")) timePeriod.timeZone = view.get("timeZone");
+  const filters = {};
+  for (const name of TEXT_PARAMETERS) if (view.has(name)) filters[name] = view.get(name);
+  const lists = { campaignName: "campaignNames", jobId: "jobIds", callbackType: "callbackTypes",
+                  callbackStatus: "callbackStatuses" };
+  for (const [parameter, field] of Object.entries(lists)) {
+    const values = view.getAll(parameter);
+    if (values.length) filters[field] = parameter === "jobId" ? values.map(Number) : values;
+  }
+  return { timePeriod, filters };
+}
+
+// ---- Talking to /graphql ----
+
+class GraphQLError extends Error {
+  constructor(errors) {
+    super(errors.map((error) => error.message).join("; "));
+    this.codes = errors.map((error) => error.extensions?.code);
+  }
+}
+
+async function graphql(query, variables) {
+  const response = await fetch("graphql", {
+    method: "POST",
+    headers: { "Content-Type": "application/json",
+               Accept: "application/graphql-response+json, application/json",
+               ...authorizationHeaders() },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json();
+  if (body.errors?.length) throw new GraphQLError(body.errors);
+  return body.data;
+}
+
+// ---- Rendering ----
+
+function timeText(value, timeZone) {
+  if (!value) return "";
+  // sv-SE writes 2026-11-20 09:15:00: unambiguous, sortable, and what POM's report shows.
+  return new Intl.DateTimeFormat("sv-SE", {
+    timeZone, year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).format(new Date(value));
+}
+
+function cellText(callback, [, field, kind]) {
+  const value = callback[field];
+  if (value === null || value === undefined) return "";
+  if (kind === "time") return timeText(value, report.timePeriod.timeZone);
+  if (kind === "label") return LABELS[value] ?? value;
+  return String(value);
+}
+
+function rowElement(callback) {
+  const row = document.createElement("tr");
+  row.dataset.callbackId = callback.callbackId;
+  for (const column of COLUMNS) {
+    const cell = document.createElement("td");
+    cell.dataset.column = column[1];
+    cell.textContent = cellText(callback, column);
+    row.append(cell);
+  }
+  return row;
+}
+
+function renderReport() {
+  const { timePeriod, queryTime, filters, totalRecords, csvUrl, rows } = report;
+  $("#time-period").textContent = `${timePeriod.label}`;
+  $("#query-time").textContent = `${timeText(queryTime, timePeriod.timeZone)} (${timePeriod.timeZone})`;
+  $("#applied-filters").textContent = filters.length
+    ? filters.map(({ name, value }) => `${name}: ${value}`).join("; ")
+    : "None";
+  $("#total-records").textContent = totalRecords.toLocaleString("en");
+  const link = $("#csv-link");
+  link.href = csvUrl;
+  link.hidden = false;
+  const body = $("#rows tbody");
+  body.replaceChildren(...rows.edges.map((edge) => rowElement(edge.node)));
+  if (!rows.edges.length) {
+    const cell = document.createElement("td");
+    cell.colSpan = COLUMNS.length;
+    cell.className = "empty";
+    cell.textContent = "No callbacks were scheduled in this period.";
+    body.append(document.createElement("tr"));
+    body.lastChild.append(cell);
+  }
+  const size = pageSize();
+  const first = pageNumber * size + (rows.edges.length ? 1 : 0);
+  $("#page-position").textContent =
+    `Rows ${first.toLocaleString("en")}–${(pageNumber * size + rows.edges.length).toLocaleString("en")}` +
+    ` of ${totalRecords.toLocaleString("en")}`;
+  $("#first-page").disabled = pageNumber === 0;
+  $("#previous-page").disabled = !rows.pageInfo.hasPreviousPage && pageNumber === 0;
+  $("#next-page").disabled = !rows.pageInfo.hasNextPage;
+}
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// ---- Loading a page of the report ----
+
+// Load a page of the report in the page's address: `paging` is first/after or last/before,
+// or null for the first page (and a fresh look for new callbacks).
+async function load(paging) {
+  const view = new URLSearchParams(window.location.search);
+  if (!paging) pageNumber = 0;
+  const variables = { ...variablesFromView(view), ...(paging ?? { first: pageSize() }) };
+  try {
+    const data = await graphql(REPORT_QUERY, variables);
+    report = data.callbacksScheduledDetails;
+    showError("");
+    $("#key-needed").hidden = true;
+    renderReport();
+    if (!paging) {
+      newCallbacks = 0;
+      $("#new-callbacks").hidden = true;
+      watch(variables.filters);
+    }
+  } catch (error) {
+    if (error.codes?.includes("UNAUTHENTICATED")) {
+      $("#key-needed").hidden = false;
+      form.ownerDocument.querySelector("#key-form input").focus();
+    }
+    showError(error.message);
+  }
+}
+
+function run(event) {
+  event?.preventDefault();
+  pageNumber = 0;
+  history.replaceState(null, "", `?${viewFromForm()}`);
+  load(null);
+}
+
+// ---- Live updates ----
+
+function inPeriod(callback) {
+  const created = Date.parse(callback.creationTime);
+  const { from, to } = report.timePeriod;
+  return (!from || created >= Date.parse(from)) && (!to || created < Date.parse(to));
+}
+
+function matchesFilters(callback) {
+  const { filters } = variablesFromView(new URLSearchParams(window.location.search));
+  const checks = [
+    ["agentId", "creatorAgentId"], ["contactId", "contactId"],
+    ["servicedByAgentId", "servicedByAgentId"],
+  ];
+  if (checks.some(([filter, field]) => filters[filter] && callback[field] !== filters[filter])) return false;
+  const lists = [
+    ["campaignNames", (c) => c.campaignName],
+    ["jobIds", (c) => c.jobId], ["callbackTypes", (c) => c.callbackType],
+    ["callbackStatuses", (c) => c.callbackStatus],
+  ];
+  return lists.every(([filter, value]) => !filters[filter] || filters[filter].includes(value(callback)));
+}
+
+function applyChange({ previousStatus, callback }) {
+  const row = document.querySelector(`#rows tr[data-callback-id="${CSS.escape(callback.callbackId)}"]`);
+  if (row) {
+    const updated = rowElement(callback);
+    updated.classList.add("changed");
+    row.replaceWith(updated);
+  } else if (previousStatus === null && inPeriod(callback) && matchesFilters(callback)) {
+    newCallbacks += 1;
+    const note = $("#new-callbacks");
+    note.querySelector("span").textContent =
+      `${newCallbacks} new callback${newCallbacks === 1 ? "" : "s"} scheduled in this period since the report ran.`;
+    note.hidden = false;
+  }
+}
+
+function setLiveState(state, text) {
+  const badge = $("#live");
+  badge.dataset.state = state;
+  badge.textContent = text;
+}
+
+// A small graphql-transport-ws client: one subscription, reconnecting with a growing delay; after
+// a reconnect the report reloads, since changes made meanwhile were not received.
+class LiveChanges {
+  constructor(variables) {
+    this.variables = variables;
+    this.retryDelay = 1000;
+    this.stopped = false;
+    this.connect(false);
+  }
+
+  connect(reconnecting) {
+    const url = new URL("graphql", document.baseURI);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(url, "graphql-transport-ws");
+    this.socket = socket;
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "connection_init", payload: authorizationHeaders() }));
+    };
+    socket.onmessage = ({ data }) => {
+      const message = JSON.parse(data);
+      if (message.type === "connection_ack") {
+        socket.send(JSON.stringify({ id: "changes", type: "subscribe",
+                                     payload: { query: CHANGES_SUBSCRIPTION, variables: this.variables } }));
+        setLiveState("on", "Live");
+        this.retryDelay = 1000;
+        if (reconnecting) load(null);
+      } else if (message.type === "next" && message.payload.data) {
+        applyChange(message.payload.data.callbackStatusChanged);
+      } else if (message.type === "ping") {
+        socket.send(JSON.stringify({ type: "pong" }));
+      } else if (message.type === "error") {
+        setLiveState("off", `Live updates off: ${message.payload.map((e) => e.message).join("; ")}`);
+        this.stopped = true;
+      }
+    };
+    socket.onclose = () => {
+      if (this.stopped) return;
+      setLiveState("reconnecting", "Reconnecting…");
+      setTimeout(() => this.stopped || this.connect(true), this.retryDelay);
+      this.retryDelay = Math.min(this.retryDelay * 2, 30000);
+    };
+  }
+
+  stop() {
+    this.stopped = true;
+    this.socket.close(1000);
+  }
+}
+
+// Subscribe to the changes the report's filters could show (the subscription's filter is
+// narrower in what it offers; the rest is checked on arrival); a reload with the same filters
+// keeps the subscription.
+function watch(filters) {
+  const filter = {};
+  if (filters.agentId) filter.creatorAgentId = filters.agentId;
+  if (filters.contactId) filter.contactId = filters.contactId;
+  if (filters.campaignNames) filter.campaignNames = filters.campaignNames;
+  if (live && JSON.stringify(filter) === watchedFilter) return;
+  live?.stop();
+  watchedFilter = JSON.stringify(filter);
+  live = new LiveChanges({ filter });
+}
+
+// ---- Wiring ----
+
+function fillTimeZones() {
+  const zones = Intl.supportedValuesOf?.("timeZone") ?? [];
+  $("#time-zones").replaceChildren(...zones.map((zone) => new Option("", zone)));
+}
+
+function headerRow() {
+  $("#rows thead tr").replaceChildren(...COLUMNS.map(([label]) => {
+    const cell = document.createElement("th");
+    cell.scope = "col";
+    cell.textContent = label;
+    return cell;
+  }));
+}
+
+form.elements.mode.addEventListener("change", showPeriodFields);
+form.addEventListener("submit", run);
+$("#key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  rememberApiKey(event.target.elements.apiKey.value);
+  event.target.reset();
+  load(null);
+});
+$("#new-callbacks button").addEventListener("click", () => run());
+$("#first-page").addEventListener("click", () => { pageNumber = 0; load({ first: pageSize() }); });
+$("#next-page").addEventListener("click", () => {
+  pageNumber += 1;
+  load({ first: pageSize(), after: report.rows.pageInfo.endCursor });
+});
+$("#previous-page").addEventListener("click", () => {
+  pageNumber = Math.max(0, pageNumber - 1);
+  load({ last: pageSize(), before: report.rows.pageInfo.startCursor });
+});
+
+function pageSize() {
+  return Number(new URLSearchParams(window.location.search).get("pageSize") ?? 50);
+}
+
+headerRow();
+fillTimeZones();
+formFromView(new URLSearchParams(window.location.search));
+history.replaceState(null, "", `?${viewFromForm()}`);
+load(null);
