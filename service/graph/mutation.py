@@ -15,6 +15,7 @@ from service.callbacks.transactions import Outcome
 from service.clock import utc_now
 from service.db.models.callback import CallbackType, SystemCompletionCode
 from service.db.models.campaign import CampaignType
+from service.errors import BadUserInputError
 from service.graph.context import Info
 from service.graph.nodes import AgentNode, CallbackNode, CampaignNode, ContactNode, JobNode
 
@@ -40,12 +41,25 @@ class AgentInput:
     name: str
 
 
-@strawberry.input(description="A contact to create or update.")
+@strawberry.input(
+    description="A contact to create or update. Its phone number goes in `phone` or in "
+    "`phoneNumber`, one field under two names (the second is the one `Contact` uses): give "
+    "exactly one of them, or both with the same value."
+)
 class ContactInput:
     contact_id: str
     first_name: str
     last_name: str
-    phone: str
+    phone: str | None = strawberry.field(
+        default=None,
+        description="The contact's phone number; the same field as phoneNumber. Give one of "
+        "the two (both only with the same value).",
+    )
+    phone_number: str | None = strawberry.field(
+        default=None,
+        description="The contact's phone number, named as Contact.phoneNumber; the same field "
+        "as phone. Give one of the two (both only with the same value).",
+    )
     alternate_phone: str | None = None
     email: str | None = None
     time_zone: str = strawberry.field(description="IANA time zone, e.g. America/Chicago.")
@@ -160,6 +174,27 @@ def _log_mutation(info: Info, outcome: Outcome[Any]) -> None:
     )
 
 
+def _contact_phone_number(input: ContactInput) -> str:
+    """The phone number of a `ContactInput`, under whichever of its two names it came."""
+    given = {
+        name: value
+        for name, value in (("phoneNumber", input.phone_number), ("phone", input.phone))
+        if value is not None
+    }
+    if not given:
+        raise BadUserInputError("give the contact's phone number as phoneNumber (or phone)")
+    if len(set(given.values())) > 1:
+        # The values stay out of the message: a phone number is personal data, and errors
+        # may be logged.
+        raise BadUserInputError(
+            "phone and phoneNumber are one field under two names, and the two values differ; "
+            "give one of them (phoneNumber is the name Contact uses)"
+        )
+    name, value = next(iter(given.items()))
+    reference_data.require_text(**{name: value})
+    return value
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     # Times without an offset are UTC (SPEC 3).
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -196,6 +231,7 @@ class Mutation:
 
     @strawberry.mutation(description="Create a contact, or update one.")
     async def upsert_contact(self, info: Info, input: ContactInput) -> ContactNode:
+        phone_number = _contact_phone_number(input)
         outcome = await _apply(
             info,
             reference_data.upsert_contact,
@@ -203,7 +239,7 @@ class Mutation:
                 contact_id=input.contact_id,
                 first_name=input.first_name,
                 last_name=input.last_name,
-                phone_number=input.phone,
+                phone_number=phone_number,
                 alternate_phone_number=input.alternate_phone,
                 email=input.email,
                 time_zone=input.time_zone,
