@@ -72,11 +72,17 @@ class StartJobInput:
     start_time: dt.datetime | None = strawberry.field(default=None, description="Default: now.")
 
 
-@strawberry.input(description="A callback an agent scheduled.")
+@strawberry.input(
+    description="A callback an agent scheduled: now (creationTime omitted), or earlier and fed "
+    "in after the fact (creationTime given)."
+)
 class ScheduleCallbackInput:
     callback_id: str | None = strawberry.field(default=None, description="Generated when absent.")
     callback_type: CallbackType
-    job_id: int
+    job_id: int = strawberry.field(
+        description="The job of a running campaign it was scheduled in; a job COMPLETED at "
+        "creationTime takes none (CONFLICT)."
+    )
     creator_agent_id: str
     created_for_agent_id: str | None = strawberry.field(
         default=None, description="Required for AGENT and STRICT_AGENT; not allowed otherwise."
@@ -86,9 +92,17 @@ class ScheduleCallbackInput:
         description="The call it was scheduled on; a later callback on the same call by the "
         "same agent for the same contact overwrites it."
     )
-    creation_time: dt.datetime | None = strawberry.field(default=None, description="Default: now.")
+    creation_time: dt.datetime | None = strawberry.field(
+        default=None,
+        description="Default: now. Give it to feed in a callback scheduled earlier (replaying "
+        "history): its scheduledEndTime may then lie in the past, but must be after this time.",
+    )
     scheduled_start_time: dt.datetime
-    scheduled_end_time: dt.datetime
+    scheduled_end_time: dt.datetime = strawberry.field(
+        description="When it expires: not before scheduledStartTime, and after creationTime, "
+        "so in the future when creationTime is omitted; a callback is never born expired "
+        "(BAD_USER_INPUT)."
+    )
 
 
 @strawberry.input(description="An attempt on an ACTIVE callback.")
@@ -276,7 +290,7 @@ class Mutation:
                 created_for_agent_id=input.created_for_agent_id,
                 contact_id=input.contact_id,
                 call_id=input.call_id,
-                created_at=_utc_or_now(input.creation_time, now),
+                created_at=None if input.creation_time is None else _utc(input.creation_time),
                 scheduled_start_at=_utc(input.scheduled_start_time),
                 scheduled_end_at=_utc(input.scheduled_end_time),
                 now=now,
