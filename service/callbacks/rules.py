@@ -51,13 +51,19 @@ async def schedule_callback(
     created_for_agent_id: str | None,
     contact_id: str,
     call_id: str,
-    created_at: dt.datetime,
+    created_at: dt.datetime | None,
     scheduled_start_at: dt.datetime,
     scheduled_end_at: dt.datetime,
     now: dt.datetime,
 ) -> Outcome[Callback]:
     """Schedule a callback; earlier ACTIVE ones of the same agent, contact and call become
-    OVERWRITTEN (or this one does, if a later one is already ACTIVE)."""
+    OVERWRITTEN (or this one does, if a later one is already ACTIVE).
+
+    `created_at` None means now. A callback is never born expired: its scheduled end is after
+    its creation, so one created now ends in the future, while one fed in after the fact with
+    its own (past) creation time may have ended since. Its job must have been alive then: a
+    job COMPLETED before that time takes no callbacks.
+    """
     if callback_type in AGENT_CALLBACK_TYPES and created_for_agent_id is None:
         raise BadUserInputError(
             f"createdForAgentId is required for {callback_type.value} callbacks"
@@ -70,6 +76,19 @@ async def schedule_callback(
         )
     if scheduled_end_at < scheduled_start_at:
         raise BadUserInputError("scheduledEndTime must not be before scheduledStartTime")
+    if created_at is None:
+        created_at = now
+        if scheduled_end_at <= now:
+            raise BadUserInputError(
+                f"scheduledEndTime {scheduled_end_at.isoformat()} is not after now "
+                f"({now.isoformat()}): the callback would be born expired. A callback fed in "
+                "after the fact gives its creationTime; its end must be after that"
+            )
+    elif scheduled_end_at <= created_at:
+        raise BadUserInputError(
+            f"scheduledEndTime {scheduled_end_at.isoformat()} must be after creationTime "
+            f"{created_at.isoformat()}: a callback is never born expired"
+        )
     require_text(callId=call_id)
     job = await session.get(Job, job_id)
     if job is None:
@@ -79,6 +98,7 @@ async def schedule_callback(
         raise ConflictError(
             f"campaign {campaign.name!r} is {campaign.state.value}; it takes no new callbacks"
         )
+    _check_job_alive(job, created_at)
     for role, agent_id in (
         ("creatorAgentId", creator_agent_id),
         ("createdForAgentId", created_for_agent_id),
@@ -349,6 +369,21 @@ async def _insert_dummy_attempts(
             for callback_id, attempted_at in attempts
         ],
     )
+
+
+def _check_job_alive(job: Job, created_at: dt.datetime) -> None:
+    """Refuse a callback created when its job had completed. A job stays alive (in its
+    CALLBACK states, say) while callbacks are pending; a COMPLETED one has ended for good. A
+    callback created before the job's end and fed in later is history, and stands."""
+    if job.state is not JobState.COMPLETED:
+        return
+    if job.ended_at is None:
+        raise ConflictError(f"job {job.job_id} is COMPLETED; it takes no new callbacks")
+    if created_at >= job.ended_at:
+        raise ConflictError(
+            f"job {job.job_id} is COMPLETED since {job.ended_at.isoformat()}; a callback created "
+            f"at {created_at.isoformat()} cannot belong to it"
+        )
 
 
 async def _active_callback_for_update(session: AsyncSession, callback_id: str) -> Callback:

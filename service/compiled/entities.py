@@ -1,9 +1,9 @@
 """How each node type's fields come out of its table, for plans that read rows directly.
 
-Plain fields map to the columns the entity's query declaration names; this table adds the
-rest: the global ID, values computed from columns (of the row or of a related row), to-one
-relations (joined into the statement), the attempts list and the nested connections (one
-statement per level for all parents).
+Plain fields map to the columns the entity's query declaration names, and its derived fields
+to its rule over them; this table adds the rest: the global ID, other values computed from
+columns (of the row or of a related row), to-one relations (joined into the statement), the
+attempts list and the nested connections (one statement per level for all parents).
 """
 
 from __future__ import annotations
@@ -77,17 +77,19 @@ class EntityType:
         """Where a field's value comes from; None for a field this table does not know."""
         if python_name in self.extra_fields:
             return self.extra_fields[python_name]
-        if self.declaration is not None and python_name in self.declaration.fields:
+        if self.declaration is None:
+            return None
+        if python_name in self.declaration.fields:
             return Column(self.declaration.fields[python_name].attribute)
+        derived = self.declaration.derived_fields.get(python_name)
+        if derived is not None:
+            # The declaration's own rule, so both paths compute the value alike.
+            return Computed(tuple((None, name) for name in derived.inputs), derived.compute)
         return None
 
 
 def _identity(value: Any) -> Any:
     return value
-
-
-def _is_set(value: Any) -> bool:
-    return value is not None
 
 
 def _callbacks(parent_attribute: str, parent_key: str) -> NestedConnection:
@@ -142,7 +144,6 @@ ENTITY_TYPES: dict[str, EntityType] = {
             declarations.CONTACT,
             {
                 "alternate_phone_number": Column("alternate_phone_number"),
-                "excluded": Computed(((None, "excluded_at"),), _is_set),
                 "callbacks": _callbacks("contact_id", "contact_id"),
             },
         ),

@@ -14,8 +14,10 @@ from service.db.models.callback import (
     SystemCompletionCode,
 )
 from service.db.models.campaign import CampaignState, CampaignType
+from service.db.models.contact import contact_excluded
 from service.db.models.job import JobState
 from service.graph.filtering import (
+    DerivedField,
     EntityQueryDeclaration,
     FilterField,
     OrderDirection,
@@ -104,6 +106,15 @@ CONTACT = declare(
             "email": FilterField(Contact.email, str, nullable=True),
             "time_zone": FilterField(Contact.time_zone, str),
             "excluded_time": FilterField(Contact.excluded_at, dt.datetime, nullable=True),
+        },
+        derived_fields={
+            "excluded": DerivedField(
+                Contact.excluded_expression(),
+                bool,
+                inputs=("excluded_at",),
+                compute=contact_excluded,
+                description="Whether the contact is on the exclusion list (has an excludedTime).",
+            ),
         },
         order_fields=("contact_id", "last_name", "first_name", "time_zone"),
         unique_key="contact_id",

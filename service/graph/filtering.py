@@ -48,6 +48,38 @@ class FilterField:
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedField:
+    """A filterable field no column stores but the row's columns determine, e.g. a contact's
+    `excluded` (its `excluded_at` is set).
+
+    The rule is written twice, side by side, because it runs in two places: `expression` in
+    SQL for filters, `compute` in Python over the `inputs` attributes' values for rows already
+    read (the general path reads ORM rows, the compiled path plain rows; both call it). Not
+    sortable: cursors carry stored values.
+    """
+
+    expression: ColumnElement[Any]
+    value_type: type
+    inputs: tuple[str, ...]
+    compute: Callable[..., Any]
+    description: str
+
+    @property
+    def column(self) -> ColumnElement[Any]:
+        """The SQL expression filters compare, as a stored field's column."""
+        return self.expression
+
+    @property
+    def nullable(self) -> bool:
+        """A derived value is never null: its rule always gives one."""
+        return False
+
+    def value(self, row: Any) -> Any:
+        """The field's value on an ORM row."""
+        return self.compute(*(getattr(row, attribute) for attribute in self.inputs))
+
+
+@dataclass(frozen=True, slots=True)
 class RelationFilter:
     """A filter on a related entity: rows whose `local` column is among the related `remote` ids."""
 
@@ -62,9 +94,10 @@ class RelationFilter:
 class EntityQueryDeclaration:
     """Everything filterable and sortable about one entity, declared once.
 
-    `fields` maps each GraphQL field (by its Python name) to the column it reads; the node
-    types take their values from it (`values`), so the map is written nowhere else.
-    `order_fields` names the fields lists sort by; `<Entity>OrderField` has each in capitals.
+    `fields` maps each GraphQL field (by its Python name) to the column it reads, and
+    `derived_fields` each field computed from columns to its rule; the node types take their
+    values from both (`values`), so the map is written nowhere else. `order_fields` names the
+    stored fields lists sort by; `<Entity>OrderField` has each in capitals.
     """
 
     name: str
@@ -75,13 +108,16 @@ class EntityQueryDeclaration:
     default_order: Sequence[tuple[str, OrderDirection]]
     root_list_description: str
     relations: dict[str, RelationFilter] = field(default_factory=dict)
+    derived_fields: dict[str, DerivedField] = field(default_factory=dict)
     filter_input: type = field(init=False)
     order_field_enum: type[enum.Enum] = field(init=False)
     order_input: type = field(init=False)
 
     def values(self, row: Any) -> dict[str, Any]:
         """A row's value of every declared field, by field name."""
-        return {name: getattr(row, field.attribute) for name, field in self.fields.items()}
+        values = {name: getattr(row, field.attribute) for name, field in self.fields.items()}
+        values.update((name, derived.value(row)) for name, derived in self.derived_fields.items())
+        return values
 
 
 def declare(declaration: EntityQueryDeclaration) -> EntityQueryDeclaration:
@@ -90,7 +126,12 @@ def declare(declaration: EntityQueryDeclaration) -> EntityQueryDeclaration:
     named += [name.lower() for name, _direction in declaration.default_order]
     unknown = sorted(set(named) - set(declaration.fields))
     if unknown:  # a typo fails at import, not on a client's first request
-        raise ValueError(f"{declaration.name} orders by undeclared fields: {', '.join(unknown)}")
+        raise ValueError(
+            f"{declaration.name} orders by undeclared or derived fields: {', '.join(unknown)}"
+        )
+    twice = sorted(set(declaration.derived_fields) & set(declaration.fields))
+    if twice:
+        raise ValueError(f"{declaration.name} declares fields twice: {', '.join(twice)}")
     declaration.filter_input = _filter_input(declaration)
     declaration.order_field_enum = _order_field_enum(declaration)
     declaration.order_input = _order_input(declaration)
@@ -177,17 +218,23 @@ def _enum_filter(enum_type: type[enum.Enum]) -> type:
     return _ENUM_FILTERS[enum_type]
 
 
+def _operator_input(value_type: type) -> type:
+    """The operator input of a value type, e.g. `IntFilter` for int."""
+    if issubclass(value_type, enum.Enum):
+        return _enum_filter(value_type)
+    return _SCALAR_FILTERS[value_type]
+
+
 def _filter_input(declaration: EntityQueryDeclaration) -> type:
     name = f"{declaration.name}Filter"
     annotations: dict[str, str] = {}
     namespace: dict[str, Any] = {}
     for field_name, filter_field in declaration.fields.items():
-        if issubclass(filter_field.value_type, enum.Enum):
-            operator_input = _enum_filter(filter_field.value_type)
-        else:
-            operator_input = _SCALAR_FILTERS[filter_field.value_type]
-        annotations[field_name] = f"{operator_input.__name__} | None"
+        annotations[field_name] = f"{_operator_input(filter_field.value_type).__name__} | None"
         namespace[field_name] = None
+    for field_name, derived in declaration.derived_fields.items():
+        annotations[field_name] = f"{_operator_input(derived.value_type).__name__} | None"
+        namespace[field_name] = strawberry.field(default=None, description=derived.description)
     for relation_name, relation in declaration.relations.items():
         # Named, not referenced: the target's input may be generated later (or be this one).
         annotations[relation_name] = f"{relation.target_name}Filter | None"
@@ -258,7 +305,11 @@ def filter_condition(
     if filter_input is None:
         return true()
     conditions: list[ColumnElement[bool]] = []
-    for field_name, filter_field in declaration.fields.items():
+    filtered: list[tuple[str, FilterField | DerivedField]] = [
+        *declaration.fields.items(),
+        *declaration.derived_fields.items(),
+    ]
+    for field_name, filter_field in filtered:
         operators = getattr(filter_input, field_name)
         if operators is not None:
             conditions.extend(_operator_conditions(filter_field, operators))
@@ -284,7 +335,9 @@ def filter_condition(
     return and_(true(), *conditions)
 
 
-def _operator_conditions(filter_field: FilterField, operators: Any) -> list[ColumnElement[bool]]:
+def _operator_conditions(
+    filter_field: FilterField | DerivedField, operators: Any
+) -> list[ColumnElement[bool]]:
     column = filter_field.column
     conditions: list[ColumnElement[bool]] = []
 

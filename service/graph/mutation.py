@@ -15,6 +15,7 @@ from service.callbacks.transactions import Outcome
 from service.clock import utc_now
 from service.db.models.callback import CallbackType, SystemCompletionCode
 from service.db.models.campaign import CampaignType
+from service.errors import BadUserInputError
 from service.graph.context import Info
 from service.graph.nodes import AgentNode, CallbackNode, CampaignNode, ContactNode, JobNode
 
@@ -40,12 +41,25 @@ class AgentInput:
     name: str
 
 
-@strawberry.input(description="A contact to create or update.")
+@strawberry.input(
+    description="A contact to create or update. Its phone number goes in `phone` or in "
+    "`phoneNumber`, one field under two names (the second is the one `Contact` uses): give "
+    "exactly one of them, or both with the same value."
+)
 class ContactInput:
     contact_id: str
     first_name: str
     last_name: str
-    phone: str
+    phone: str | None = strawberry.field(
+        default=None,
+        description="The contact's phone number; the same field as phoneNumber. Give one of "
+        "the two (both only with the same value).",
+    )
+    phone_number: str | None = strawberry.field(
+        default=None,
+        description="The contact's phone number, named as Contact.phoneNumber; the same field "
+        "as phone. Give one of the two (both only with the same value).",
+    )
     alternate_phone: str | None = None
     email: str | None = None
     time_zone: str = strawberry.field(description="IANA time zone, e.g. America/Chicago.")
@@ -58,11 +72,17 @@ class StartJobInput:
     start_time: dt.datetime | None = strawberry.field(default=None, description="Default: now.")
 
 
-@strawberry.input(description="A callback an agent scheduled.")
+@strawberry.input(
+    description="A callback an agent scheduled: now (creationTime omitted), or earlier and fed "
+    "in after the fact (creationTime given)."
+)
 class ScheduleCallbackInput:
     callback_id: str | None = strawberry.field(default=None, description="Generated when absent.")
     callback_type: CallbackType
-    job_id: int
+    job_id: int = strawberry.field(
+        description="The job of a running campaign it was scheduled in; a job COMPLETED at "
+        "creationTime takes none (CONFLICT)."
+    )
     creator_agent_id: str
     created_for_agent_id: str | None = strawberry.field(
         default=None, description="Required for AGENT and STRICT_AGENT; not allowed otherwise."
@@ -72,9 +92,17 @@ class ScheduleCallbackInput:
         description="The call it was scheduled on; a later callback on the same call by the "
         "same agent for the same contact overwrites it."
     )
-    creation_time: dt.datetime | None = strawberry.field(default=None, description="Default: now.")
+    creation_time: dt.datetime | None = strawberry.field(
+        default=None,
+        description="Default: now. Give it to feed in a callback scheduled earlier (replaying "
+        "history): its scheduledEndTime may then lie in the past, but must be after this time.",
+    )
     scheduled_start_time: dt.datetime
-    scheduled_end_time: dt.datetime
+    scheduled_end_time: dt.datetime = strawberry.field(
+        description="When it expires: not before scheduledStartTime, and after creationTime, "
+        "so in the future when creationTime is omitted; a callback is never born expired "
+        "(BAD_USER_INPUT)."
+    )
 
 
 @strawberry.input(description="An attempt on an ACTIVE callback.")
@@ -160,6 +188,27 @@ def _log_mutation(info: Info, outcome: Outcome[Any]) -> None:
     )
 
 
+def _contact_phone_number(input: ContactInput) -> str:
+    """The phone number of a `ContactInput`, under whichever of its two names it came."""
+    given = {
+        name: value
+        for name, value in (("phoneNumber", input.phone_number), ("phone", input.phone))
+        if value is not None
+    }
+    if not given:
+        raise BadUserInputError("give the contact's phone number as phoneNumber (or phone)")
+    if len(set(given.values())) > 1:
+        # The values stay out of the message: a phone number is personal data, and errors
+        # may be logged.
+        raise BadUserInputError(
+            "phone and phoneNumber are one field under two names, and the two values differ; "
+            "give one of them (phoneNumber is the name Contact uses)"
+        )
+    name, value = next(iter(given.items()))
+    reference_data.require_text(**{name: value})
+    return value
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     # Times without an offset are UTC (SPEC 3).
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -196,6 +245,7 @@ class Mutation:
 
     @strawberry.mutation(description="Create a contact, or update one.")
     async def upsert_contact(self, info: Info, input: ContactInput) -> ContactNode:
+        phone_number = _contact_phone_number(input)
         outcome = await _apply(
             info,
             reference_data.upsert_contact,
@@ -203,7 +253,7 @@ class Mutation:
                 contact_id=input.contact_id,
                 first_name=input.first_name,
                 last_name=input.last_name,
-                phone_number=input.phone,
+                phone_number=phone_number,
                 alternate_phone_number=input.alternate_phone,
                 email=input.email,
                 time_zone=input.time_zone,
@@ -240,7 +290,7 @@ class Mutation:
                 created_for_agent_id=input.created_for_agent_id,
                 contact_id=input.contact_id,
                 call_id=input.call_id,
-                created_at=_utc_or_now(input.creation_time, now),
+                created_at=None if input.creation_time is None else _utc(input.creation_time),
                 scheduled_start_at=_utc(input.scheduled_start_time),
                 scheduled_end_at=_utc(input.scheduled_end_time),
                 now=now,

@@ -162,7 +162,6 @@ class ContactNode(Node):
             id=global_id("Contact", row.contact_id),
             row=row,
             alternate_phone_number=row.alternate_phone_number,
-            excluded=row.is_excluded,
             **declarations.CONTACT.values(row),
         )
 

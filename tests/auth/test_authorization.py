@@ -190,7 +190,7 @@ def _schedule_as_operator(
     job_id, contact_id = service.sql(
         """SELECT j.job_id, t.contact_id FROM job j JOIN campaign c ON c.id = j.campaign_id,
                   contact t
-           WHERE c.state = 'RUNNING' AND t.excluded_at IS NULL
+           WHERE c.state = 'RUNNING' AND j.state <> 'COMPLETED' AND t.excluded_at IS NULL
            ORDER BY j.job_id, t.contact_id LIMIT 1"""
     )[0]
     start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)

@@ -123,6 +123,8 @@ def test_schedule_callback_generates_an_id_and_names_the_agent_it_is_for(
                 "createdForAgentId": "A2",
                 "contactId": "C1",
                 "callId": "CALL-9",
+                # Fed in after the fact: its end has passed, so its creation time is given.
+                "creationTime": "2026-03-02T09:30:00",
                 "scheduledStartTime": "2026-03-02T10:00:00",
                 "scheduledEndTime": "2026-03-02T12:00:00",
             }
@@ -155,6 +157,117 @@ def test_schedule_callback_refuses_inconsistent_input(
     body = _schedule(empty_graphql, "CBX", **changes)
     assert _error_code(body) == code
     assert message in body["errors"][0]["message"]
+
+
+def _from_now(hours: float) -> str:
+    return _iso(dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours))
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        pytest.param(
+            {"creationTime": None, "scheduledStartTime": _from_now(-3)},
+            "not after now",
+            id="created-now-end-passed",
+        ),
+        pytest.param(
+            {"creationTime": _iso(T0 + dt.timedelta(hours=7))},
+            "must be after creationTime",
+            id="replayed-end-before-creation",
+        ),
+        pytest.param(
+            {"creationTime": _iso(T0 + dt.timedelta(hours=6))},
+            "must be after creationTime",
+            id="replayed-end-at-creation",
+        ),
+    ],
+)
+def test_schedule_callback_refuses_a_callback_born_expired(
+    empty_graphql: GraphQLClient, times: dict[str, Any], message: str
+) -> None:
+    _setup(empty_graphql)
+    # Scheduled end: T0 + 6 h (or an hour ago), long past either way.
+    changes = {"scheduledEndTime": _from_now(-1)} if times["creationTime"] is None else {}
+    body = _schedule(empty_graphql, "CB1", **times, **changes)
+    assert _error_code(body) == "BAD_USER_INPUT"
+    assert message in body["errors"][0]["message"]
+    assert _callback(empty_graphql, "CB1") is None
+
+
+def test_schedule_callback_takes_a_future_end_or_a_past_one_fed_in_after_the_fact(
+    empty_graphql: GraphQLClient,
+) -> None:
+    _setup(empty_graphql)
+    live = _schedule(
+        empty_graphql,
+        "CB1",
+        creationTime=None,
+        scheduledStartTime=_from_now(1),
+        scheduledEndTime=_from_now(3),
+    )
+    assert live["data"]["scheduleCallback"]["callbackStatus"] == "ACTIVE"
+    # Replayed history: created at T0, ended at T0 + 6 h, months ago; the sweep expires it.
+    replayed = _schedule(empty_graphql, "CB2", callId="CALL-2")
+    assert replayed["data"]["scheduleCallback"]["callbackStatus"] == "ACTIVE"
+
+
+JOBS = """query($state: JobStateFilter) {
+  jobs(first: 1, filter: {state: $state, campaign: {state: {eq: RUNNING}}}) {
+    edges { node { jobId startTime endTime state } }
+  }
+  contacts(first: 1, filter: {excluded: {eq: false}}) { edges { node { contactId } } }
+  agents(first: 1) { edges { node { agentId } } }
+}"""
+
+
+def _job_and_schedule(graphql: GraphQLClient, *, completed: bool) -> tuple[dict[str, Any], Any]:
+    """A job of a running campaign (COMPLETED or alive), and a way to schedule onto it."""
+    state = {"eq": "COMPLETED"} if completed else {"ne": "COMPLETED"}
+    found = graphql.data(JOBS, {"state": state})
+    (job,) = [edge["node"] for edge in found["jobs"]["edges"]]
+    contact_id = found["contacts"]["edges"][0]["node"]["contactId"]
+    agent_id = found["agents"]["edges"][0]["node"]["agentId"]
+
+    def schedule(callback_id: str, creation_time: str | None) -> dict[str, Any]:
+        payload = {
+            "callbackId": callback_id,
+            "callbackType": "CAMPAIGN",
+            "jobId": job["jobId"],
+            "creatorAgentId": agent_id,
+            "contactId": contact_id,
+            "callId": f"CALL-{callback_id}",
+            "creationTime": creation_time,
+            "scheduledStartTime": _from_now(1),
+            "scheduledEndTime": _from_now(3),
+        }
+        return graphql.execute(SCHEDULE, {"input": payload})
+
+    return job, schedule
+
+
+def test_schedule_callback_refuses_a_job_completed_before_the_callback_was_created(
+    graphql: GraphQLClient,
+) -> None:
+    job, schedule = _job_and_schedule(graphql, completed=True)
+    start = dt.datetime.fromisoformat(job["startTime"])
+    end = dt.datetime.fromisoformat(job["endTime"])
+    now = schedule("CB-NOW", None)
+    assert _error_code(now) == "CONFLICT"
+    assert f"job {job['jobId']} is COMPLETED" in now["errors"][0]["message"]
+    after_end = schedule("CB-AFTER", _iso(end + dt.timedelta(minutes=1)))
+    assert _error_code(after_end) == "CONFLICT"
+    assert _callback(graphql, "CB-NOW") is None
+    assert _callback(graphql, "CB-AFTER") is None
+    # Created while the job still ran, fed in after it completed: history, accepted.
+    during = schedule("CB-DURING", _iso(start + (end - start) / 2))
+    assert during["data"]["scheduleCallback"]["callbackStatus"] == "ACTIVE"
+
+
+def test_schedule_callback_takes_a_job_that_is_still_alive(graphql: GraphQLClient) -> None:
+    job, schedule = _job_and_schedule(graphql, completed=False)
+    assert job["state"] in ("ACTIVE", "CALLBACK", "PAUSED")
+    assert schedule("CB-LIVE", None)["data"]["scheduleCallback"]["callbackStatus"] == "ACTIVE"
 
 
 def test_record_attempt_completes_and_keeps_the_report_columns(

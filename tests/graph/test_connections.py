@@ -234,3 +234,46 @@ def test_node_and_natural_key_lookups_agree(graphql: GraphQLClient) -> None:
     assert graphql.data('{ callback(callbackId: "nope") { id } }')["callback"] is None
     bad = graphql.execute('{ node(id: "garbage!") { id } }')
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+EXCLUDED = """
+query Excluded($excluded: Boolean!) {
+  contacts(filter: {excluded: {eq: $excluded}}, first: 500) {
+    totalCount edges { node { contactId excluded } }
+  }
+  callbacks(filter: {contact: {excluded: {eq: $excluded}}}, first: 500) {
+    totalCount edges { node { callbackId contact { excluded } } }
+  }
+  notExcluded: contacts(filter: {not: {excluded: {eq: $excluded}}}) { totalCount }
+}
+"""
+
+
+@pytest.mark.parametrize("excluded", [True, False])
+def test_contacts_filter_on_excluded_as_an_independent_filter_on_both_paths(
+    both_paths_graphql: GraphQLClient, seeded_database_url: URL, excluded: bool
+) -> None:
+    callbacks, contacts = _all_rows(seeded_database_url)
+    expected_contacts = sorted(
+        contact_id
+        for contact_id, contact in contacts.items()
+        if (contact.excluded_at is not None) == excluded
+    )
+    expected_callbacks = [
+        c.callback_id
+        for c in sorted(callbacks, key=lambda c: (c.created_at, c.callback_id))
+        if (contacts[c.contact_id].excluded_at is not None) == excluded
+    ]
+    assert expected_contacts, "the seed should have both kinds of contact"
+    assert expected_callbacks, "and callbacks for both"
+    data = both_paths_graphql.data(EXCLUDED, {"excluded": excluded})
+    found = data["contacts"]
+    assert found["totalCount"] == len(expected_contacts)
+    assert [edge["node"]["contactId"] for edge in found["edges"]] == expected_contacts
+    assert {edge["node"]["excluded"] for edge in found["edges"]} == {excluded}
+    assert data["notExcluded"]["totalCount"] == len(contacts) - len(expected_contacts)
+    # Through the relation: callbacks whose contact is (or is not) excluded.
+    nested = data["callbacks"]
+    assert nested["totalCount"] == len(expected_callbacks)
+    assert [edge["node"]["callbackId"] for edge in nested["edges"]] == expected_callbacks[:500]
+    assert {edge["node"]["contact"]["excluded"] for edge in nested["edges"]} == {excluded}

@@ -17,6 +17,7 @@ from service.seed.demo_data import (
     CampaignRow,
     ContactRow,
     DemoData,
+    JobRow,
     SeedPlan,
 )
 
@@ -26,6 +27,7 @@ AS_OF = dt.datetime(2026, 11, 29, 3, tzinfo=dt.UTC)
 @dataclass
 class Generated:
     campaigns: list[CampaignRow]
+    jobs: list[JobRow]
     contacts: list[ContactRow]
     callbacks: list[CallbackRow]
     attempts: list[AttemptRow]
@@ -33,9 +35,9 @@ class Generated:
 
 def _generate(plan: SeedPlan) -> Generated:
     demo = DemoData(plan)
-    campaigns, _ = demo.campaign_and_job_rows()
+    campaigns, jobs = demo.campaign_and_job_rows()
     demo.agent_rows()
-    generated = Generated(campaigns, list(demo.contact_rows()), [], [])
+    generated = Generated(campaigns, jobs, list(demo.contact_rows()), [], [])
     for chunk in demo.callback_chunks(chunk_size=1000):
         generated.callbacks.extend(chunk.callbacks)
         generated.attempts.extend(chunk.attempts)
@@ -148,3 +150,22 @@ def test_demo_data_overwritten_callbacks_have_a_later_one_on_the_same_call(
     for row in overwritten:
         successors = [other for other in by_call[(row[4], row[6], row[7])] if other[8] > row[8]]
         assert successors
+
+
+def test_demo_data_callbacks_belong_to_a_job_of_their_campaign_alive_when_created(
+    generated: Generated,
+) -> None:
+    # What scheduleCallback demands of a callback fed in after the fact: its job had not
+    # completed when it was created (and it was not born expired, checked above).
+    jobs = {job[0]: job for job in generated.jobs}
+    assert {job[4] for job in jobs.values()} >= {"COMPLETED", "ACTIVE"}
+    for row in generated.callbacks:
+        value = dict(zip(CALLBACK_COLUMNS, row, strict=True))
+        created_at, job_id = value["created_at"], value["job_id"]
+        assert isinstance(created_at, dt.datetime)
+        assert isinstance(job_id, int)
+        _job_id, campaign_id, started_at, ended_at, state = jobs[job_id]
+        assert campaign_id == value["campaign_id"]
+        assert started_at <= created_at
+        assert ended_at is None or created_at < ended_at
+        assert (ended_at is None) == (state != "COMPLETED")

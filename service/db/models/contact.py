@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import String
+from sqlalchemy import ColumnElement, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db.base import Base, UtcDateTime
@@ -29,4 +29,14 @@ class Contact(Base):
     @property
     def is_excluded(self) -> bool:
         """Whether the contact is on the exclusion list."""
-        return self.excluded_at is not None
+        return contact_excluded(self.excluded_at)
+
+    @classmethod
+    def excluded_expression(cls) -> ColumnElement[bool]:
+        """`is_excluded` in SQL, for filters."""
+        return cls.excluded_at.is_not(None)
+
+
+def contact_excluded(excluded_at: dt.datetime | None) -> bool:
+    """Whether a contact with this exclusion time is on the exclusion list: exactly when set."""
+    return excluded_at is not None
