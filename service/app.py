@@ -163,6 +163,7 @@ def create_app(settings: Settings) -> Starlette:
                                 graphql, schema, schema.compiled_queries, settings.query_limits
                             ),
                             max_body_bytes=settings.max_body_bytes,
+                            max_tokens=settings.query_limits.max_tokens,
                         )
                     )
                 ),

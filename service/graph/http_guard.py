@@ -42,9 +42,10 @@ GRAPHQL_REQUEST = "pomreport.graphql_request"
 class GraphQLHTTPGuard:
     """ASGI middleware for the GraphQL route; WebSocket traffic passes through untouched."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_tokens: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_tokens = max_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,12 +58,12 @@ class GraphQLHTTPGuard:
                 # Checked, and kept for the apps below, so they need not parse it again.
                 scope[GRAPHQL_REQUEST] = _check_post(Headers(scope=scope), body)
             elif scope["method"] == "GET":
-                _check_get(scope)
+                _check_get(scope, self.max_tokens)
         except HTTPRequestError as error:
             await _send_error(send, error, Headers(scope=scope).get("accept"))
             return
         accept = Headers(scope=scope).get("accept")
-        if wants_stream(accept) and not _asks_for_subscription(scope):
+        if wants_stream(accept) and not self._asks_for_subscription(scope):
             narrowed = without_streams(accept)
             if narrowed is not None:
                 accept = narrowed
@@ -72,6 +73,16 @@ class GraphQLHTTPGuard:
                 ]
         answer = self.app(scope, _replay(body), _rewrite_plain_text_errors(send, accept))
         await _cancelled_when_client_leaves(answer, receive)
+
+    def _asks_for_subscription(self, scope: Scope) -> bool:
+        """Whether a POST's chosen operation is a subscription (GETs of one were refused)."""
+        payload = scope.get(GRAPHQL_REQUEST)
+        if not isinstance(payload, dict):
+            return False
+        operation = chosen_operation_type(
+            payload["query"], payload.get("operationName"), self.max_tokens
+        )
+        return operation is OperationType.SUBSCRIPTION
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = Headers(scope=scope).get("content-length")
@@ -132,7 +143,7 @@ def _check_request_object(payload: Any) -> None:
         raise HTTPRequestError(400, "extensions must be a JSON object")
 
 
-def _check_get(scope: Scope) -> None:
+def _check_get(scope: Scope, max_tokens: int) -> None:
     parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     repeated = sorted(name for name, values in parameters.items() if len(values) > 1)
     if repeated:
@@ -140,45 +151,32 @@ def _check_get(scope: Scope) -> None:
     query = (parameters.get("query") or [None])[0]
     if query is None:
         return  # GraphiQL, or Strawberry's own answer to a GET without a query
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return  # Strawberry reports the syntax error with its code
     wanted = (parameters.get("operationName") or [None])[0]
+    operation = chosen_operation_type(query, wanted, max_tokens)
+    if operation is OperationType.SUBSCRIPTION:
+        raise HTTPRequestError(
+            405, f"subscriptions are not allowed with GET: {SUBSCRIPTION_TRANSPORTS}"
+        )
+    if operation is not None and operation is not OperationType.QUERY:
+        raise HTTPRequestError(405, f"{operation.value}s are not allowed with GET; send a POST")
+
+
+def chosen_operation_type(
+    query: str, operation_name: str | None, max_tokens: int
+) -> OperationType | None:
+    """The type of the operation a request runs, or None when its document does not parse
+    (within the token limit: Strawberry reports why) or names no such operation."""
+    try:
+        document = parse(query, no_location=True, max_tokens=max_tokens)
+    except GraphQLError:
+        return None
     for definition in document.definitions:
         if not isinstance(definition, OperationDefinitionNode):
             continue
         named = definition.name.value if definition.name else None
-        if (wanted is None or named == wanted) and definition.operation is not OperationType.QUERY:
-            if definition.operation is OperationType.SUBSCRIPTION:
-                raise HTTPRequestError(
-                    405, f"subscriptions are not allowed with GET: {SUBSCRIPTION_TRANSPORTS}"
-                )
-            raise HTTPRequestError(
-                405, f"{definition.operation.value}s are not allowed with GET; send a POST"
-            )
-
-
-def _asks_for_subscription(scope: Scope) -> bool:
-    """Whether the request's chosen operation is a subscription (False when its document does
-    not parse: Strawberry reports that)."""
-    payload = scope.get(GRAPHQL_REQUEST)
-    if isinstance(payload, dict):
-        query, wanted = payload["query"], payload.get("operationName")
-    else:
-        parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        query = (parameters.get("query") or [""])[0]
-        wanted = (parameters.get("operationName") or [None])[0]
-    try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
-        return False
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            wanted is None or (definition.name and definition.name.value == wanted)
-        ):
-            return definition.operation is OperationType.SUBSCRIPTION
-    return False
+        if operation_name is None or named == operation_name:
+            return definition.operation
+    return None
 
 
 async def _cancelled_when_client_leaves(answer: Awaitable[None], receive: Receive) -> None:

@@ -35,6 +35,8 @@ class _Measure:
     depth: int
     aliases: int
     complexity: int
+    # __schema fields: each answers the whole schema (MBs for a few tokens), so one is enough.
+    schemas: int = 0
 
 
 class _Walker:
@@ -53,7 +55,7 @@ class _Walker:
     def selection_set(self, selection_set: SelectionSetNode | None) -> _Measure:
         if selection_set is None:
             return _Measure(0, 0, 0)
-        depth = aliases = complexity = 0
+        depth = aliases = complexity = schemas = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 measure = self.field(selection)
@@ -66,8 +68,9 @@ class _Walker:
             depth = max(depth, measure.depth)
             aliases += measure.aliases
             complexity += measure.complexity
-            self._check(_Measure(depth, aliases, complexity))
-        return _Measure(depth, aliases, complexity)
+            schemas += measure.schemas
+            self._check(_Measure(depth, aliases, complexity, schemas))
+        return _Measure(depth, aliases, complexity, schemas)
 
     def field(self, field: FieldNode) -> _Measure:
         below = self.selection_set(field.selection_set)
@@ -78,6 +81,7 @@ class _Walker:
             depth=below.depth + (0 if field.name.value == "ofType" else 1),
             aliases=below.aliases + (1 if field.alias is not None else 0),
             complexity=1 + multiplier * below.complexity,
+            schemas=below.schemas + (1 if field.name.value == "__schema" else 0),
         )
 
     def fragment(self, name: str) -> _Measure:
@@ -121,6 +125,8 @@ class _Walker:
             raise QueryTooComplexError(
                 f"the operation nests {measure.depth} levels deep; the limit is {limits.max_depth}"
             )
+        if measure.schemas > 1:
+            raise QueryTooComplexError("an operation may ask for __schema once")
         if measure.aliases > limits.max_aliases:
             raise QueryTooComplexError(f"the operation uses more than {limits.max_aliases} aliases")
         if measure.complexity > limits.max_complexity:

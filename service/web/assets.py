@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 WEB = Path(__file__).resolve().parent
-STATIC = WEB / "static"
+STATIC = WEB / "static"  # served as they are, under /static
+TEMPLATES = WEB / "templates"  # the pages, served by their routes with their headers
 VENDOR = WEB / "vendor"
 
 # Served name -> the file in vendor/node_modules it is copied from.

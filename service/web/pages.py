@@ -3,14 +3,16 @@ they load."""
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.web.assets import STATIC, VENDOR, missing_vendor_files
+from service.web.assets import STATIC, TEMPLATES, VENDOR, missing_vendor_files
 
 # The pages load nothing from another origin; a browser enforces it.
 CONTENT_SECURITY_POLICY = (
@@ -37,12 +39,13 @@ serves them itself.</p>
 """
 
 
+@functools.cache
 def graphiql_html(example_query: str) -> str:
     """GraphiQL's page, opening on example_query, or a page saying what is missing."""
     missing = missing_vendor_files()
     if missing:
         return MISSING_ASSETS_PAGE.format(missing=", ".join(missing))
-    template = (STATIC / "graphiql.html").read_text(encoding="utf-8")
+    template = (TEMPLATES / "graphiql.html").read_text(encoding="utf-8")
     # JSON inside a script element: escape what could close it or start markup.
     embedded = (
         json.dumps(example_query)
@@ -55,15 +58,26 @@ def graphiql_html(example_query: str) -> str:
 
 async def report_page(_request: Request) -> Response:
     """The live Callbacks Scheduled Details report page for supervisors."""
-    return FileResponse(STATIC / "report.html", headers=PAGE_HEADERS)
+    return FileResponse(TEMPLATES / "report.html", headers=PAGE_HEADERS)
+
+
+class _PageFiles(StaticFiles):
+    """Static files, revalidated on every load (an upgraded service's scripts are not mixed
+    with a browser's cached ones) and never sniffed into another type."""
+
+    def file_response(self, *arguments: Any, **keywords: Any) -> Response:
+        response = super().file_response(*arguments, **keywords)
+        response.headers["cache-control"] = "no-cache"
+        response.headers["x-content-type-options"] = "nosniff"
+        return response
 
 
 def page_routes() -> list[BaseRoute]:
     """/ and the static files; vendored files under /static/vendor."""
     return [
         Route("/", report_page, methods=["GET"]),
-        Mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False)),
-        Mount("/static", StaticFiles(directory=STATIC)),
+        Mount("/static/vendor", _PageFiles(directory=VENDOR, check_dir=False)),
+        Mount("/static", _PageFiles(directory=STATIC)),
     ]
 
 

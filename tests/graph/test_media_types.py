@@ -35,6 +35,9 @@ REPORT = "{ callbacksScheduledDetails(timePeriod: {preset: ALL}) { totalRecords 
         ("application/graphql-response+json;charset=utf-8", MODERN),
         ("text/html, application/*;q=0.8", JSON),
         ("application/graphql-response+json;q=oops, application/json", JSON),
+        ("application/graphql-response+json;q=nan, application/json;q=0.5", JSON),
+        ("application/graphql-response+json;q=2, application/json;q=0.5", JSON),
+        ("APPLICATION/GRAPHQL-RESPONSE+JSON", MODERN),
     ],
 )
 def test_response_media_type_follows_accept(accept: str | None, media_type: str) -> None:
@@ -45,6 +48,7 @@ def test_streams_are_recognised() -> None:
     assert wants_stream("text/event-stream")
     assert wants_stream("multipart/mixed;subscriptionSpec=1.0, application/json")
     assert not wants_stream("application/graphql-response+json, application/json")
+    assert not wants_stream("text/event-stream;q=0, application/json")
 
 
 @pytest.mark.parametrize(

@@ -176,3 +176,42 @@ def test_deep_nesting_under_introspection_is_still_refused(graphql: GraphQLClien
         inner = f"fields {{ type {{ {inner} }} }}"
     response = graphql.post("{ __schema { types { " + inner + " } } }")
     assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
+
+def test_a_huge_document_costs_no_more_when_a_stream_is_accepted(graphql: GraphQLClient) -> None:
+    """Finding whether a request asks for a subscription (to answer a query in JSON though a
+    stream is accepted) parses no further than the token limit: such a request costs what
+    the same request accepting JSON alone costs (unbounded, it cost 35 times as much)."""
+    body = json.dumps({"query": "{ " + "a " * 400_000 + "}"}).encode()
+
+    def fastest(accept: str) -> float:
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            response = graphql.client.post(
+                "/graphql",
+                content=body,
+                headers={"content-type": "application/json", "accept": accept},
+            )
+            timings.append(time.perf_counter() - started)
+            code = response.json()["errors"][0]["extensions"]["code"]
+            assert code == "QUERY_TOO_COMPLEX"  # over the token limit
+        return min(timings)
+
+    alone = fastest("application/json")
+    for accept in ("application/json, text/event-stream", "multipart/mixed, application/json"):
+        assert fastest(accept) < 2 * alone + 0.02, accept
+    assert graphql.statements == []
+
+
+def test_the_schema_is_asked_for_once_per_operation(graphql: GraphQLClient) -> None:
+    """Thirty aliases of __schema answered 18 MB in 6 s within every other limit."""
+    fragment = "fragment Everything on __Schema { types { name fields { name } } }"
+    twice = "{ a: __schema { ...Everything } b: __schema { ...Everything } }\n" + fragment
+    response = graphql.post(twice)
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert "__schema once" in error["message"]
+    assert graphql.statements == []
+    once = graphql.data("{ __schema { ...Everything } }\n" + fragment)
+    assert once["__schema"]["types"]

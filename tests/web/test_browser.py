@@ -185,7 +185,14 @@ def _screen_rows(page: Page) -> list[dict[str, str]]:
 
 def test_graphiql_renders_and_runs_the_report_query(page: Page, served: Served) -> None:
     page.goto(f"{served.process.base_url}/graphql")
-    page.locator("#api-key").fill(served.operator_key)
+    # Without a key the schema cannot load; once one is typed, GraphiQL asks for it again.
+    with page.expect_request(
+        lambda request: (
+            "IntrospectionQuery" in (request.post_data or "")
+            and request.headers.get("authorization") == f"Bearer {served.operator_key}"
+        )
+    ):
+        page.locator("#api-key").fill(served.operator_key)
     page.locator(".graphiql-execute-button").click()
     result = page.locator(".result-window")
     expect(result).to_contain_text('"totalRecords"', timeout=15_000)
@@ -259,6 +266,8 @@ def test_report_page_notes_new_callbacks_and_pages(page: Page, served: Served) -
     page.get_by_role("button", name="Previous").click()
     expect(page.locator("#page-position")).to_have_text(f"Rows 1\u201325 of {total:,}")
     assert [row["callbackId"] for row in _screen_rows(page)] == first_page
+    expect(page.get_by_role("button", name="Next")).to_be_enabled()
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled()
     expect(page.locator("#live")).to_have_attribute("data-state", "on")
 
     job = served.graphql(
@@ -291,3 +300,52 @@ def test_report_page_fits_a_phone_width_screen(chromium: Browser, served: Served
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _screenshot(page, "report-page-phone.png")
     context.close()
+
+
+def test_report_page_clears_a_report_its_new_view_could_not_run(page: Page, served: Served) -> None:
+    page.goto(f"{served.process.base_url}/?lastDays=7")
+    _give_key(page, served)
+    expect(page.locator("#rows tbody tr[data-callback-id]").first).to_be_visible()
+    page.locator("select[name=mode]").select_option("between")
+    page.locator("input[name=from]").fill("2026-11-20T00:00")
+    page.locator("input[name=to]").fill("2026-11-10T00:00")
+    page.get_by_role("button", name="Run report").click()
+    expect(page.locator("#error")).to_contain_text("from")
+    expect(page.locator("#rows tbody tr")).to_have_count(0)
+    expect(page.locator("#total-records")).to_have_text("\u2026")
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+
+
+def test_report_page_asks_again_when_its_key_is_revoked(
+    chromium: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A revoked key ends live updates with the key prompt, not endless reconnecting."""
+    directory = tmp_path_factory.mktemp("revoked")
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'serve.db'}"}
+
+    def pomreport(*arguments: str) -> str:
+        done = subprocess.run(
+            [*POMREPORT, *arguments], env=environment, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    pomreport("migrate")
+    pomreport("seed", "--callbacks", "300")
+    key = pomreport("apikey", "create", "--role", "operator", "--name", "to revoke")
+    other_key = pomreport("apikey", "create", "--role", "operator", "--name", "feeds events")
+    with serving(directory, environment={"POMREPORT_API_KEY_CACHE_SECONDS": "0.2"}) as process:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"{process.base_url}/?preset=ALL")
+        _give_key(page, Served(process, key))
+        expect(page.locator("#live")).to_have_attribute("data-state", "on")
+        pomreport("apikey", "revoke", "1")
+        # The next change the subscription would deliver finds the key revoked.
+        expired = Served(process, other_key).graphql(
+            'mutation { expireDueCallbacks(asOf: "2099-01-01T00:00:00Z") { changedCount } }', {}
+        )
+        assert expired["expireDueCallbacks"]["changedCount"] > 0
+        expect(page.locator("#key-needed")).to_be_visible(timeout=10_000)
+        expect(page.locator("#live")).to_have_attribute("data-state", "off")
+        expect(page.locator("#live")).to_contain_text("no longer valid")
+        context.close()

@@ -74,3 +74,17 @@ def test_graphiql_embeds_its_example_query_safely() -> None:
 def test_static_files_do_not_escape_their_folder(client: TestClient) -> None:
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/vendor/../../app.py"):
         assert client.get(path).status_code == 404, path
+
+
+def test_static_files_are_revalidated_and_not_sniffed(client: TestClient) -> None:
+    for path in ("/static/report.js", "/static/vendor/graphiql.min.js"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_page_templates_are_served_only_by_their_routes(client: TestClient) -> None:
+    """Served as static files they would lack the pages' headers (and GraphiQL's query)."""
+    for path in ("/static/graphiql.html", "/static/report.html", "/templates/report.html"):
+        assert client.get(path).status_code == 404, path

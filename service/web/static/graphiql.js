@@ -3,10 +3,6 @@
 // unless the headers editor sets Authorization itself.
 import { apiKey, authorizationHeaders, rememberApiKey } from "./session-key.js";
 
-const keyInput = document.getElementById("api-key");
-keyInput.value = apiKey();
-keyInput.addEventListener("input", () => rememberApiKey(keyInput.value));
-
 const endpoint = new URL(window.location.href);
 endpoint.search = "";
 endpoint.hash = "";
@@ -18,25 +14,43 @@ const toolkitFetcher = GraphiQL.createFetcher({
   subscriptionUrl: subscriptionEndpoint.toString(),
 });
 
-function fetcher(parameters, options = {}) {
-  const headers = { ...(options.headers ?? {}) };
-  const named = Object.keys(headers).some((name) => name.toLowerCase() === "authorization");
-  return toolkitFetcher(parameters, {
-    ...options,
-    headers: named ? headers : { ...authorizationHeaders(), ...headers },
-  });
+// A new fetcher for each key: GraphiQL fetches the schema again when its fetcher changes, so
+// docs, completion and the explorer appear once a key is given (the first try had none).
+function fetcherForKey() {
+  return (parameters, options = {}) => {
+    const headers = { ...(options.headers ?? {}) };
+    const named = Object.keys(headers).some((name) => name.toLowerCase() === "authorization");
+    return toolkitFetcher(parameters, {
+      ...options,
+      headers: named ? headers : { ...authorizationHeaders(), ...headers },
+    });
+  };
 }
 
 const exampleQuery = JSON.parse(document.getElementById("example-query").textContent);
+const explorer = GraphiQLPluginExplorer.explorerPlugin();
+const root = ReactDOM.createRoot(document.getElementById("graphiql"));
 
-ReactDOM.createRoot(document.getElementById("graphiql")).render(
-  React.createElement(GraphiQL, {
-    fetcher,
-    defaultQuery: exampleQuery,
-    plugins: [GraphiQLPluginExplorer.explorerPlugin()],
-    defaultEditorToolsVisibility: true,
-    isHeadersEditorEnabled: true,
-    // Headers could hold a key; GraphiQL would keep them in localStorage across sessions.
-    shouldPersistHeaders: false,
-  }),
-);
+function render() {
+  root.render(
+    React.createElement(GraphiQL, {
+      fetcher: fetcherForKey(),
+      defaultQuery: exampleQuery,
+      plugins: [explorer],
+      defaultEditorToolsVisibility: true,
+      isHeadersEditorEnabled: true,
+      // Headers could hold a key; GraphiQL would keep them in localStorage across sessions.
+      shouldPersistHeaders: false,
+    }),
+  );
+}
+
+const keyInput = document.getElementById("api-key");
+keyInput.value = apiKey();
+let typing = null;
+keyInput.addEventListener("input", () => {
+  rememberApiKey(keyInput.value);
+  clearTimeout(typing);
+  typing = setTimeout(render, 500); // once the key is typed or pasted, not per keystroke
+});
+render();
