@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -14,14 +15,22 @@ from tests.conftest import SqliteDatabases
 QUERY = b'{"query": "{ campaigns { totalCount } }"}'
 
 
-@pytest.fixture
-def client(sqlite_databases: SqliteDatabases) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def open_client(sqlite_databases: SqliteDatabases) -> Iterator[TestClient]:
+    """The app on a new migrated SQLite database, open (no keys), without the sweeper; its
+    unexpected errors answered as a client would see them (500), not raised."""
     settings = Settings(
         open_without_keys=True,
         database_url=sqlite_databases.create(migrated=True),
         expiry_sweep_seconds=0,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def client(sqlite_databases: SqliteDatabases) -> Iterator[TestClient]:
+    with open_client(sqlite_databases) as client:
         yield client
 
 

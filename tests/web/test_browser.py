@@ -13,7 +13,7 @@ import io
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,9 +108,8 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    directory = tmp_path_factory.mktemp("browser")
+def _command_on(directory: Path) -> Callable[..., str]:
+    """`pomreport` on the SQLite file `serving(directory)` serves; returns what it prints."""
     environment = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'serve.db'}"}
 
     def pomreport(*arguments: str) -> str:
@@ -119,6 +118,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
         return done.stdout.strip()
 
+    return pomreport
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    directory = tmp_path_factory.mktemp("browser")
+    pomreport = _command_on(directory)
     pomreport("migrate")
     pomreport("seed", "--callbacks", "3000")
     operator_key = pomreport("apikey", "create", "--role", "operator", "--name", "browser test")
@@ -321,14 +327,7 @@ def test_report_page_asks_again_when_its_key_is_revoked(
 ) -> None:
     """A revoked key ends live updates with the key prompt, not endless reconnecting."""
     directory = tmp_path_factory.mktemp("revoked")
-    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'serve.db'}"}
-
-    def pomreport(*arguments: str) -> str:
-        done = subprocess.run(
-            [*POMREPORT, *arguments], env=environment, capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-
+    pomreport = _command_on(directory)
     pomreport("migrate")
     pomreport("seed", "--callbacks", "300")
     key = pomreport("apikey", "create", "--role", "operator", "--name", "to revoke")

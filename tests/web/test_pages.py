@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
 from service.web.assets import VENDOR_FILES, missing_vendor_files
 from service.web.pages import graphiql_html
 from tests.conftest import SqliteDatabases
+from tests.graph.test_http_guard import open_client
 
 # What a page loads (scripts, styles, icons), as opposed to where its links lead.
 LOADED_URL = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""")
@@ -21,12 +20,7 @@ LOADED_URL = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)[
 
 @pytest.fixture
 def client(sqlite_databases: SqliteDatabases) -> Iterator[TestClient]:
-    settings = Settings(
-        open_without_keys=True,
-        database_url=sqlite_databases.create(migrated=True),
-        expiry_sweep_seconds=0,
-    )
-    with TestClient(create_app(settings)) as client:
+    with open_client(sqlite_databases) as client:
         yield client
 
 
