@@ -1,5 +1,5 @@
 """The Starlette application: /graphql, /healthz, /readyz, /metrics and the report's CSV
-download around one database engine."""
+download around one database engine, with CORS for the allowed origins."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -25,6 +26,7 @@ from service.auth.http import ApiKeyAuthentication
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.callbacks.transactions import Transactions
 from service.compiled.endpoint import CompiledQueryEndpoint
+from service.cors import CrossOriginApi
 from service.db.engines import create_engine, create_session_maker, create_write_engine
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
@@ -176,6 +178,13 @@ def create_app(settings: Settings) -> Starlette:
             Route(CSV_PATH, download_csv, methods=["GET"]),
             *page_routes(),
         ],
+        # Outside the routes: a preflight is answered before the route's methods (GET, POST)
+        # or the API key it does not carry are checked.
+        middleware=[
+            Middleware(CrossOriginApi, origins=settings.cors_origins, paths=("/graphql", CSV_PATH))
+        ]
+        if settings.cors_origins
+        else [],
         lifespan=lifespan,
     )
     app.state.settings = settings

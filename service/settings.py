@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -122,6 +124,52 @@ def parse_seconds(raw: str, variable: str) -> float:
     return value
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+
+
+def parse_cors_origins(raw: str, variable: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of web origins (`https://host[:port]`), each written as
+    browsers send it in `Origin`: scheme and host in lower case, no default port."""
+    origins = (_origin(item.strip(), variable) for item in raw.split(",") if item.strip())
+    return tuple(dict.fromkeys(origins))
+
+
+def _origin(raw: str, variable: str) -> str:
+    """One origin as browsers serialise it; anything else (a path, a wildcard) refused."""
+    if raw == "*":
+        # Every page a user opens could then call the API from the user's browser: in open
+        # development mode that is an admin's rights for any web site.
+        raise SettingsError(
+            f"{variable} may not be '*': list each origin allowed to call the API, e.g. "
+            "https://wallboard.example.com"
+        )
+    wanted = "an origin such as https://wallboard.example.com (scheme, host, optional port)"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"{variable} entry {raw!r} is not {wanted}") from None
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: what looks like a password should not land in a log.
+        raise SettingsError(
+            f"{variable} has an entry with a user name or password; each entry must be {wanted}"
+        )
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    # Browsers send host names in ASCII (an IDN as its xn-- form), IPv6 addresses bracketed.
+    if scheme not in _DEFAULT_PORTS or not (_HOST.fullmatch(host) or ":" in host):
+        raise SettingsError(f"{variable} entry {raw!r} is not {wanted}")
+    if parts.path or parts.query or parts.fragment or raw.endswith(("?", "#")):
+        base = f"{parts.scheme}://{parts.netloc}"
+        raise SettingsError(
+            f"{variable} entry {raw!r} is not an origin: an origin has no path, query or "
+            f"fragment; did you mean {base!r}?"
+        )
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+    shown_port = "" if port is None or port == _DEFAULT_PORTS[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown_port}"
+
+
 # Shortest POMREPORT_URL_SIGNING_SECRET accepted: 32 characters of a random token carry at least
 # the 128 bits an HMAC key needs to be beyond guessing.
 MIN_SIGNING_SECRET_LENGTH = 32
@@ -213,6 +261,9 @@ class Settings:
     allow_unauthenticated: bool = _read("POMREPORT_ALLOW_UNAUTHENTICATED", parse_flag, False)
     # How long a checked API key is trusted before it is looked up again (revocation delay).
     api_key_cache_seconds: float = _read("POMREPORT_API_KEY_CACHE_SECONDS", parse_seconds, 10.0)
+    # Web origins (https://host[:port]) whose pages may call /graphql and the CSV download
+    # from a browser (CORS); none by default, so browsers keep other origins' pages out.
+    cors_origins: tuple[str, ...] = _read("POMREPORT_CORS_ORIGINS", parse_cors_origins, ())
     # Bearer key /metrics needs; None serves it to anyone who can reach it.
     metrics_key: str | None = _read("POMREPORT_METRICS_KEY", _text, None)
     # Key of the HMAC that signs download links (the report's csvUrl). Unset, each Settings

@@ -40,6 +40,14 @@ def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> Non
         ({"POMREPORT_PORT": "eighty"}, "not a port number"),
         ({"POMREPORT_PORT": "70000"}, "out of range"),
         ({"POMREPORT_URL_SIGNING_SECRET": "password"}, "at least 32 characters, got 8"),
+        ({"POMREPORT_CORS_ORIGINS": "foo"}, "'foo' is not an origin such as https://"),
+        ({"POMREPORT_CORS_ORIGINS": "http://x/path"}, "no path.*did you mean 'http://x'"),
+        ({"POMREPORT_CORS_ORIGINS": "https://a.example.com/"}, "did you mean"),
+        ({"POMREPORT_CORS_ORIGINS": "https://a.example.com, *"}, "may not be '\\*'"),
+        ({"POMREPORT_CORS_ORIGINS": "ftp://a.example.com"}, "is not an origin"),
+        ({"POMREPORT_CORS_ORIGINS": "wallboard.example.com:443"}, "is not an origin"),
+        ({"POMREPORT_CORS_ORIGINS": "https://a.example.com:99999"}, "is not an origin"),
+        ({"POMREPORT_CORS_ORIGINS": "https://me:secret@a.example.com"}, "user name or password"),
     ],
 )
 def test_settings_rejects_bad_values_with_the_reason(
@@ -74,3 +82,24 @@ def test_settings_signing_secret_is_read_or_made_and_never_shown() -> None:
     assert len(made.url_signing_secret) >= 32
     assert made.url_signing_secret != other.url_signing_secret
     assert made == other, "the secret takes no part in comparing settings"
+
+
+def test_settings_never_repeat_what_looks_like_a_password_in_an_origin() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment({"POMREPORT_CORS_ORIGINS": "https://me:secret@a.example.com"})
+    assert "secret" not in str(refused.value)
+
+
+def test_settings_cors_origins_are_read_as_browsers_send_them() -> None:
+    assert Settings.from_environment({}).cors_origins == ()
+    settings = Settings.from_environment(
+        {
+            "POMREPORT_CORS_ORIGINS": "HTTPS://Wallboard.Example.com:443, http://localhost:3000,"
+            " http://[::1]:8080, https://wallboard.example.com"
+        }
+    )
+    assert settings.cors_origins == (
+        "https://wallboard.example.com",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    )

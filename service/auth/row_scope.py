@@ -1,22 +1,31 @@
-"""Which callback rows a caller may see, applied once: to every ORM SELECT of its sessions.
+"""Which rows a caller may see, defined once and applied to every read of its requests.
 
 An agent key sees the callbacks the agent created, was assigned (Created For) or serviced
-(Serviced By, the latest attempt), and the attempts of those callbacks; every other role
-sees every row. An agent's sessions are `RowScopedSession`s carrying the rule, and that
-class's `do_orm_execute` hook adds it to each of their SELECTs, so root and nested
-connections, counts, the report, loaders and `node(id:)` all obey it without any resolver
-knowing, subqueries included.
+(Serviced By, the latest attempt), the attempts of those callbacks, and the contacts of
+those callbacks (a contact's phone numbers and e-mail are nobody else's business); every
+other table, and every row for every other role, is visible. `RowScope.condition` is the
+rule for each table, in SQL, and both execution paths take it from there:
+
+- the general path's sessions are `RowScopedSession`s carrying the scope, whose
+  `do_orm_execute` hook adds the rule to each of their SELECTs, so root and nested
+  connections, counts, the report, loaders and `node(id:)` all obey it without any
+  resolver knowing, subqueries included;
+- the compiled path (`service.compiled`) builds Core statements the hook never sees, and adds
+  `RowScope.condition` itself to every table it reads rows of (`Run.visible`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, event, or_, select, true
+from sqlalchemy import ColumnElement, Select, event, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from service.db.models.callback import Callback, CallbackAttempt
+from service.db.models.contact import Contact
 from service.errors import UnauthenticatedError
 
 _SESSION_INFO_KEY = "pomreport.row_scope"
@@ -42,17 +51,36 @@ class RowScope:
         """The SQL condition on `callback` rows this scope admits."""
         if self.agent_id is None:
             return true()
-        return or_(
-            *(getattr(Callback, column) == self.agent_id for column in AGENT_VISIBILITY_COLUMNS)
-        )
+        # On the table's columns, not the ORM attributes: a subquery of them (below) is then
+        # Core to the ORM hook, which leaves it alone instead of adding this rule to it twice.
+        callbacks = Callback.__table__.c
+        return or_(*(callbacks[column] == self.agent_id for column in AGENT_VISIBILITY_COLUMNS))
 
     def attempt_condition(self) -> ColumnElement[bool]:
         """The SQL condition on `callback_attempt` rows: attempts of admitted callbacks."""
         if self.agent_id is None:
             return true()
-        return CallbackAttempt.callback_id.in_(
-            select(Callback.callback_id).where(self.callback_condition())
-        )
+        return CallbackAttempt.callback_id.in_(self._admitted_callbacks("callback_id"))
+
+    def contact_condition(self) -> ColumnElement[bool]:
+        """The SQL condition on `contact` rows: contacts of admitted callbacks."""
+        if self.agent_id is None:
+            return true()
+        # Uncorrelated: the agent's callbacks are found once through their agent indexes
+        # (some hundreds), not probed for each of the tens of thousands of contacts.
+        return Contact.contact_id.in_(self._admitted_callbacks("contact_id"))
+
+    def _admitted_callbacks(self, column: str) -> Select[Any]:
+        """SELECT one column of the callbacks this scope admits."""
+        callbacks = Callback.__table__
+        return select(callbacks.c[column]).where(self.callback_condition())
+
+    def condition(self, model: type[Any]) -> ColumnElement[bool]:
+        """The SQL condition on `model`'s rows this scope admits (true for unscoped tables)."""
+        scoped = SCOPED_TABLES.get(model)
+        if scoped is None or self.agent_id is None:
+            return true()
+        return scoped(self)
 
     def admits(self, callback: Callback) -> bool:
         """The same rule in Python, for rows loaded once and shared (subscription fan-out)."""
@@ -62,6 +90,15 @@ class RowScope:
             getattr(callback, column) == self.agent_id for column in AGENT_VISIBILITY_COLUMNS
         )
 
+
+# The tables an agent key sees only part of, each with its rule. A to-one relation into one
+# of them needs no rule of its own when it leaves from an admitted row that the rule itself
+# admits the target through (a callback's contact); the compiled path relies on that.
+SCOPED_TABLES: dict[type[Any], Callable[[RowScope], ColumnElement[bool]]] = {
+    Callback: RowScope.callback_condition,
+    CallbackAttempt: RowScope.attempt_condition,
+    Contact: RowScope.contact_condition,
+}
 
 UNRESTRICTED = RowScope()
 NO_READS = RowScope(refuses_reads=True)
@@ -94,6 +131,8 @@ def _restrict_to_scope(state: ORMExecuteState) -> None:
     if scope.refuses_reads:
         raise UnauthenticatedError("this operation needs an API key")
     state.statement = state.statement.options(
-        with_loader_criteria(Callback, scope.callback_condition(), include_aliases=True),
-        with_loader_criteria(CallbackAttempt, scope.attempt_condition(), include_aliases=True),
+        *(
+            with_loader_criteria(model, scope.condition(model), include_aliases=True)
+            for model in SCOPED_TABLES
+        )
     )

@@ -41,7 +41,6 @@ from sqlalchemy import (
     and_,
     func,
     select,
-    true,
     type_coerce,
 )
 from sqlalchemy import Enum as SqlEnum
@@ -62,7 +61,7 @@ from service.compiled.entities import (
     ToOne,
 )
 from service.compiled.expressions import Expressions, dict_display, unless_null
-from service.db.models import Callback, CallbackAttempt
+from service.db.models import CallbackAttempt
 from service.errors import UnauthenticatedError
 from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
 from service.graph.nodes import global_id
@@ -238,12 +237,11 @@ class Run:
         return select(*row_columns(model.__table__)).where(*conditions, self.visible(model))
 
     def visible(self, model: type[Any]) -> ColumnElement[bool]:
-        """The rows of `model` the caller may see (the same rule the ORM sessions apply)."""
-        if model is Callback:
-            return self.scope.callback_condition()
-        if model is CallbackAttempt:
-            return self.scope.attempt_condition()
-        return true()
+        """The rows of `model` the caller may see: the rule the ORM sessions apply, from
+        the one place it is defined. Rows of to-one relations are joined without it: each
+        such relation into a scoped table leaves from a row the rule admits it through (see
+        `SCOPED_TABLES`)."""
+        return self.scope.condition(model)
 
 
 @functools.cache
