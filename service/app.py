@@ -153,6 +153,9 @@ def create_app(settings: Settings) -> Starlette:
         graphql_ide="graphiql" if settings.introspection else None,
         connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout_seconds),
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
+        # Browsers apply no CORS to WebSockets: Strawberry refuses a handshake from a page on
+        # another origin unless it is one of these (its own pages are the same origin).
+        allowed_origins=settings.cors_origins,
     )
     app = PomreportApp(
         routes=[

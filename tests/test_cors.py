@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from service.app import create_app
 from service.auth.api_keys import create_api_key
@@ -186,3 +187,53 @@ def test_serve_refuses_an_entry_that_is_not_an_origin_with_one_clear_line(
         "'https://x.example.com/wallboard' is not an origin: an origin has no path, query or "
         "fragment; did you mean 'https://x.example.com'?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        (None, True),  # not a browser
+        ("http://testserver", True),  # the service's own pages
+        ("https://testserver", True),  # the same host behind a proxy that ends TLS
+        (WALLBOARD, True),  # an allowed origin
+        (ELSEWHERE, False),
+        ("http://testserver.evil.example", False),
+        ("null", False),
+    ],
+)
+def test_a_websocket_opens_only_from_the_service_or_an_allowed_origin(
+    sqlite_url: URL, viewer_key: str, origin: str | None, allowed: bool
+) -> None:
+    """Browsers apply no CORS to WebSockets: the handshake's Origin is checked instead."""
+    headers = {"Authorization": f"Bearer {viewer_key}"}
+    if origin is not None:
+        headers["Origin"] = origin
+    with _client(sqlite_url, WALLBOARD) as client:
+        if allowed:
+            with client.websocket_connect(
+                "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+            ) as socket:
+                socket.send_json({"type": "connection_init"})
+                assert socket.receive_json()["type"] == "connection_ack"
+        else:
+            with (
+                pytest.raises(WebSocketDisconnect) as refused,
+                client.websocket_connect(
+                    "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+                ),
+            ):
+                pass
+            assert refused.value.code == 1008  # policy violation: the handshake gets 403
+
+
+def test_a_websocket_from_another_site_is_refused_without_any_allowed_origin(
+    sqlite_url: URL,
+) -> None:
+    with (
+        _client(sqlite_url) as client,
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect(
+            "/graphql", subprotocols=["graphql-transport-ws"], headers={"Origin": ELSEWHERE}
+        ),
+    ):
+        pass
