@@ -65,6 +65,8 @@ CHUNK_ROWS = 2_000
 # cells get a leading apostrophe, which spreadsheets show as text and do not display.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
 Row = Sequence[Any]
 Cells = Sequence[str]
 EnumT = TypeVar("EnumT", bound=enum.Enum)
@@ -90,6 +92,10 @@ async def download_csv(request: Request) -> Response:
         return _refusal(400, error.message.replace("timePeriod.", ""))
     except Exception as error:
         return _failure(error)
+    filename = csv_filename(header.time_period)
+    if request.method == "HEAD":
+        # What a GET would answer, without reading a row: a HEAD must not cost an export.
+        return Response(media_type=CSV_MEDIA_TYPE, headers=_download_headers(filename))
     statement = report_rows_statement(header.condition, principal.row_scope, state.engine.dialect)
     try:
         export = await CsvExport.open(
@@ -97,7 +103,7 @@ async def download_csv(request: Request) -> Response:
         )
     except Exception as error:
         return _failure(error)
-    return CsvResponse(export, csv_filename(header.time_period))
+    return CsvResponse(export, filename)
 
 
 async def _authenticate(
@@ -368,15 +374,7 @@ class CsvResponse(StreamingResponse):
 
     def __init__(self, export: CsvExport, filename: str) -> None:
         super().__init__(
-            export.chunks(),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "content-disposition": f'attachment; filename="{filename}"',
-                # The rows are the caller's, and a link's token is in the URL: no cache keeps
-                # them.
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-            },
+            export.chunks(), media_type=CSV_MEDIA_TYPE, headers=_download_headers(filename)
         )
         self.export = export
 
@@ -385,6 +383,15 @@ class CsvResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self.export.close()
+
+
+def _download_headers(filename: str) -> dict[str, str]:
+    return {
+        "content-disposition": f'attachment; filename="{filename}"',
+        # The rows are the caller's, and a link's token is in the URL: no cache keeps them.
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+    }
 
 
 def _refusal(status: int, reason: str) -> Response:
