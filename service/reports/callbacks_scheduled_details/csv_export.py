@@ -12,16 +12,18 @@ download rather than a shorter file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import datetime as dt
 import enum
 import io
 import logging
 import zoneinfo
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, DateTime, Select, String, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, cast, func, select, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult
 from starlette.requests import Request
@@ -55,12 +57,15 @@ from service.reports.callbacks_scheduled_details.labels import (
 )
 from service.reports.callbacks_scheduled_details.query import report_header
 from service.reports.callbacks_scheduled_details.types import TimePeriod
+from service.reports.callbacks_scheduled_details.zoned_times import iso_text_in_zone
 
 logger = logging.getLogger(__name__)
 
 # Rows read from the cursor and written out at a time: some 500 KB of CSV, few enough round
 # trips that they cost little, small enough that memory stays flat.
 CHUNK_ROWS = 2_000
+# Rows written between two turns of the event loop (see CsvExport).
+SLICE_ROWS = 500
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection); such
 # cells get a leading apostrophe, which spreadsheets show as text and do not display.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -135,20 +140,20 @@ def report_rows_statement(
     agent, time and codes are kept on it, as the report reads them), so the campaign is the
     only join. The row scope is the one every GraphQL read gets.
 
-    Enums come as their names and, on PostgreSQL, times as asyncpg gives them (aware, UTC),
-    without the per-value conversions the ORM types make: at a million rows those were half
-    of the time spent reading (bench/README.md, CSV export).
+    Enums come as their names and times as UTC wall-clock text (PostgreSQL's
+    `timezone('UTC', t)::text`; SQLite's stored text), without the per-value conversions the
+    ORM types make: those, and making datetimes of the times only to write them out again,
+    were most of a row's cost at a million rows (bench/README.md, CSV export; zoned_times.py
+    writes the text in the period's zone).
     """
 
     def name(column: Any) -> Any:
         return type_coerce(column, String())
 
     def instant(column: Any) -> Any:
-        # asyncpg decodes timestamptz into datetimes in UTC already; SQLite's stored text
-        # needs UtcDateTime's parser.
-        if dialect.driver == "asyncpg":
-            return type_coerce(column, DateTime(timezone=True))
-        return column
+        if dialect.name == "sqlite":
+            return type_coerce(column, String())  # stored as naive UTC text
+        return cast(func.timezone("UTC", column), String())
 
     return (
         select(
@@ -202,7 +207,7 @@ def row_cells(zone: zoneinfo.ZoneInfo) -> Callable[[Row], Cells]:
     campaigns: dict[int, tuple[str, str]] = {}
     type_labels, status_labels, code_labels = _TYPE_LABELS, _STATUS_LABELS, _CODE_LABELS
     callback_types = _CALLBACK_TYPES
-    local_time = _local_time(zone)
+    local_time = iso_text_in_zone(zone)
     guard = guard_formula
 
     def cells(row: Row) -> Cells:
@@ -279,18 +284,6 @@ def csv_text(rows: Sequence[Cells]) -> str:
     return buffer.getvalue()
 
 
-def _local_time(zone: zoneinfo.ZoneInfo) -> Callable[[dt.datetime], str]:
-    """ISO 8601 in `zone`, with its offset. Times come from the database in UTC, so in UTC
-    they need no conversion."""
-    if zone.key == "UTC":
-        return dt.datetime.isoformat
-
-    def local_time(moment: dt.datetime) -> str:
-        return moment.astimezone(zone).isoformat()
-
-    return local_time
-
-
 def csv_filename(period: TimePeriod) -> str:
     """The file's name: the report's first and last day in the period's zone, or "all"."""
     if period.from_ is None or period.to is None:
@@ -305,7 +298,13 @@ def csv_filename(period: TimePeriod) -> str:
 
 class CsvExport:
     """One download's rows: a streamed SELECT on a connection of its own, and the CSV made
-    from it a chunk at a time."""
+    from it a chunk at a time.
+
+    The next chunk is asked for before this one is written, so the database reads it while
+    this process writes: one chunk ahead, never more, so memory stays flat. Writing a chunk
+    gives the event loop a turn between slices of it, which the fetch under way needs to go
+    on (the server-side cursor fetches a chunk in two round trips).
+    """
 
     def __init__(
         self,
@@ -320,6 +319,8 @@ class CsvExport:
         self._partitions = partitions
         self._first_rows = first_rows
         self._cells = row_cells(zone)
+        self._next_rows: asyncio.Future[Sequence[Row]] | None = None
+        self._chunks = self._write()
         self.rows_written = 0
 
     @classmethod
@@ -333,39 +334,66 @@ class CsvExport:
             # yield_per: a server-side cursor (asyncpg, aiosqlite), CHUNK_ROWS per fetch.
             result = await connection.stream(statement.execution_options(yield_per=CHUNK_ROWS))
             partitions = result.partitions()
-            first_rows: Sequence[Row] = await anext(partitions, [])
+            first_rows = await _next_partition(partitions)
         except BaseException:
             await connection.close()
             raise
         return cls(connection, result, partitions, first_rows, zone)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The CSV: the header row, then the rows, CHUNK_ROWS at a time, each chunk encoded
         as soon as its rows are read (RFC 4180: CRLF line ends, quoted where needed)."""
+        return self._chunks
+
+    async def _write(self) -> AsyncGenerator[bytes]:
         header = csv_text([ROW_LABELS])
         rows, self._first_rows = self._first_rows, ()
         try:
-            while True:
-                yield (header + csv_text(list(map(self._cells, rows)))).encode()
+            while rows:
+                self._next_rows = asyncio.ensure_future(_next_partition(self._partitions))
+                yield (header + await self._text(rows)).encode()
                 header = ""
                 self.rows_written += len(rows)
-                next_rows = await anext(self._partitions, None)
-                if next_rows is None:
-                    return
-                rows = next_rows
+                rows = await self._next_rows
+                self._next_rows = None
+            if header:  # no rows: the header row alone
+                yield header.encode()
         except Exception:
             logger.exception(
                 "CSV export failed after %d rows; the download was cut off", self.rows_written
             )
             raise
 
+    async def _text(self, rows: Sequence[Row]) -> str:
+        parts = []
+        for start in range(0, len(rows), SLICE_ROWS):
+            await asyncio.sleep(0)  # a turn for the next chunk's fetch
+            parts.append(csv_text(list(map(self._cells, rows[start : start + SLICE_ROWS]))))
+        return "".join(parts)
+
     async def close(self) -> None:
         """End the cursor and give the connection back (its read-only transaction rolls
         back), whether the download finished, failed or was abandoned."""
+        await self._chunks.aclose()
+        pending, self._next_rows = self._next_rows, None
         try:
+            if pending is not None:
+                # One operation at a time on a connection: a fetch under way ends first. Its
+                # rows, or its failure, no longer matter.
+                with contextlib.suppress(Exception):
+                    await pending
             await self._result.close()
         finally:
             await self._connection.close()
+
+
+async def _next_partition(partitions: AsyncIterator[Sequence[Row]]) -> Sequence[Row]:
+    """The next chunk of rows; none at the end. (Not `anext(partitions, ())`: on Python 3.11
+    that fails with SystemError at the end of SQLAlchemy's partitions.)"""
+    try:
+        return await partitions.__anext__()
+    except StopAsyncIteration:
+        return ()
 
 
 class CsvResponse(StreamingResponse):
