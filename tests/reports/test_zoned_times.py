@@ -9,6 +9,7 @@ import zoneinfo
 
 import pytest
 
+from service.reports.callbacks_scheduled_details import zoned_times
 from service.reports.callbacks_scheduled_details.zoned_times import iso_in_zone, iso_text_in_zone
 
 ZONES = [
@@ -88,3 +89,14 @@ def test_utc_text_is_written_as_isoformat_writes_it(microsecond: int) -> None:
         assert iso_text_in_zone(zoneinfo.ZoneInfo("UTC"))(text) == (
             utc.replace(tzinfo=dt.UTC).isoformat()
         )
+
+
+def test_remembered_hours_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zoned_times, "MAX_REMEMBERED_HOURS", 3)
+    zone = zoneinfo.ZoneInfo("Asia/Kolkata")
+    written, from_text = iso_in_zone(zone), iso_text_in_zone(zone)
+    start = dt.datetime(2026, 3, 1, 0, 59, 59, 999_999)
+    for hours in range(10):  # more hours than remembered: they are forgotten, not wrong
+        utc = start + dt.timedelta(hours=hours)
+        expected = utc.replace(tzinfo=dt.UTC).astimezone(zone).isoformat()
+        assert written(utc) == from_text(str(utc)) == expected
