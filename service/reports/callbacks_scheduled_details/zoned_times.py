@@ -130,6 +130,9 @@ def _local_hour(hour: dt.datetime, zone: zoneinfo.ZoneInfo) -> _LocalHour:
 
 
 def _utc_text_as_iso(text: str) -> str:
+    if len(text) == len("2026-11-29 02:59:45.084460") and not text.endswith("000000"):
+        # Six fraction digits, not all zero: nearly every time, already as isoformat has it.
+        return text.replace(" ", "T", 1) + "+00:00"
     return text.replace(" ", "T", 1)[: len("2026-11-29T02")] + _after_the_hour(text) + "+00:00"
 
 
