@@ -41,7 +41,8 @@ def create_engine(
     # Every statement planned for its own parameters: asyncpg prepares statements, and after
     # five runs PostgreSQL may switch them to a generic plan, which costs a period's count its
     # parallel index-only scan (30 days: 29 ms generic, 22 ms custom; planning takes 0.2 ms).
-    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    # DateStyle ISO whatever the server's default: the CSV export reads times as text.
+    server_settings = {"plan_cache_mode": "force_custom_plan", "DateStyle": "ISO"}
     if statement_timeout_ms is not None:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
     connect_args: dict[str, Any] = {"timeout": 10, "server_settings": server_settings}

@@ -247,6 +247,13 @@ def test_csv_names_its_file_by_the_periods_days_in_its_zone(graphql: GraphQLClie
         'attachment; filename="callbacks-scheduled-details-all.csv"'
     )
     assert everything.headers["cache-control"] == "no-store"
+    # A HEAD answers the same headers without reading a row.
+    graphql.statements.clear()
+    head = graphql.client.head(f"{CSV_PATH}?preset=ALL")
+    assert head.status_code == 200
+    assert head.headers["content-disposition"] == everything.headers["content-disposition"]
+    assert head.content == b""
+    assert graphql.statements == []
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,18 @@ download rather than a shorter file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import datetime as dt
 import enum
 import io
 import logging
 import zoneinfo
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, DateTime, Select, String, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, cast, func, select, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult
 from starlette.requests import Request
@@ -55,15 +57,20 @@ from service.reports.callbacks_scheduled_details.labels import (
 )
 from service.reports.callbacks_scheduled_details.query import report_header
 from service.reports.callbacks_scheduled_details.types import TimePeriod
+from service.reports.callbacks_scheduled_details.zoned_times import iso_text_in_zone
 
 logger = logging.getLogger(__name__)
 
 # Rows read from the cursor and written out at a time: some 500 KB of CSV, few enough round
 # trips that they cost little, small enough that memory stays flat.
 CHUNK_ROWS = 2_000
+# Rows written between two turns of the event loop (see CsvExport).
+SLICE_ROWS = 500
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection); such
 # cells get a leading apostrophe, which spreadsheets show as text and do not display.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 Row = Sequence[Any]
 Cells = Sequence[str]
@@ -90,6 +97,10 @@ async def download_csv(request: Request) -> Response:
         return _refusal(400, error.message.replace("timePeriod.", ""))
     except Exception as error:
         return _failure(error)
+    filename = csv_filename(header.time_period)
+    if request.method == "HEAD":
+        # What a GET would answer, without reading a row: a HEAD must not cost an export.
+        return Response(media_type=CSV_MEDIA_TYPE, headers=_download_headers(filename))
     statement = report_rows_statement(header.condition, principal.row_scope, state.engine.dialect)
     try:
         export = await CsvExport.open(
@@ -97,7 +108,7 @@ async def download_csv(request: Request) -> Response:
         )
     except Exception as error:
         return _failure(error)
-    return CsvResponse(export, csv_filename(header.time_period))
+    return CsvResponse(export, filename)
 
 
 async def _authenticate(
@@ -129,20 +140,20 @@ def report_rows_statement(
     agent, time and codes are kept on it, as the report reads them), so the campaign is the
     only join. The row scope is the one every GraphQL read gets.
 
-    Enums come as their names and, on PostgreSQL, times as asyncpg gives them (aware, UTC),
-    without the per-value conversions the ORM types make: at a million rows those were half
-    of the time spent reading (bench/README.md, CSV export).
+    Enums come as their names and times as UTC wall-clock text (PostgreSQL's
+    `timezone('UTC', t)::text`; SQLite's stored text), without the per-value conversions the
+    ORM types make: those, and making datetimes of the times only to write them out again,
+    were most of a row's cost at a million rows (bench/README.md, CSV export; zoned_times.py
+    writes the text in the period's zone).
     """
 
     def name(column: Any) -> Any:
         return type_coerce(column, String())
 
     def instant(column: Any) -> Any:
-        # asyncpg decodes timestamptz into datetimes in UTC already; SQLite's stored text
-        # needs UtcDateTime's parser.
-        if dialect.driver == "asyncpg":
-            return type_coerce(column, DateTime(timezone=True))
-        return column
+        if dialect.name == "sqlite":
+            return type_coerce(column, String())  # stored as naive UTC text
+        return cast(func.timezone("UTC", column), String())
 
     return (
         select(
@@ -196,7 +207,7 @@ def row_cells(zone: zoneinfo.ZoneInfo) -> Callable[[Row], Cells]:
     campaigns: dict[int, tuple[str, str]] = {}
     type_labels, status_labels, code_labels = _TYPE_LABELS, _STATUS_LABELS, _CODE_LABELS
     callback_types = _CALLBACK_TYPES
-    local_time = _local_time(zone)
+    local_time = iso_text_in_zone(zone)
     guard = guard_formula
 
     def cells(row: Row) -> Cells:
@@ -248,8 +259,8 @@ def row_cells(zone: zoneinfo.ZoneInfo) -> Callable[[Row], Cells]:
 
 
 def csv_text(rows: Sequence[Cells]) -> str:
-    """Rows of text cells as CSV (RFC 4180: fields with a comma, quote or line break quoted,
-    quotes doubled, CRLF after each row), exactly as `csv.writer` writes them.
+    """Rows of text cells, all as many, as CSV (RFC 4180: fields with a comma, quote or line
+    break quoted, quotes doubled, CRLF after each row), exactly as `csv.writer` writes them.
 
     Nearly every row holds none of the characters that need quoting, and then joining the
     cells with commas is what csv.writer would write, at a quarter of its cost (some 3 µs a
@@ -265,24 +276,11 @@ def csv_text(rows: Sequence[Cells]) -> str:
         '"' not in text
         and text.count(",") == separators
         and text.count("\r") == text.count("\n") == len(rows)
-        and all(len(cells) == len(rows[0]) for cells in rows)
     ):
         return text
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue()
-
-
-def _local_time(zone: zoneinfo.ZoneInfo) -> Callable[[dt.datetime], str]:
-    """ISO 8601 in `zone`, with its offset. Times come from the database in UTC, so in UTC
-    they need no conversion."""
-    if zone.key == "UTC":
-        return dt.datetime.isoformat
-
-    def local_time(moment: dt.datetime) -> str:
-        return moment.astimezone(zone).isoformat()
-
-    return local_time
 
 
 def csv_filename(period: TimePeriod) -> str:
@@ -299,7 +297,13 @@ def csv_filename(period: TimePeriod) -> str:
 
 class CsvExport:
     """One download's rows: a streamed SELECT on a connection of its own, and the CSV made
-    from it a chunk at a time."""
+    from it a chunk at a time.
+
+    The next chunk is asked for before this one is written, so the database reads it while
+    this process writes: one chunk ahead, never more, so memory stays flat. Writing a chunk
+    gives the event loop a turn between slices of it, which the fetch under way needs to go
+    on (the server-side cursor fetches a chunk in two round trips).
+    """
 
     def __init__(
         self,
@@ -314,6 +318,8 @@ class CsvExport:
         self._partitions = partitions
         self._first_rows = first_rows
         self._cells = row_cells(zone)
+        self._next_rows: asyncio.Future[Sequence[Row]] | None = None
+        self._chunks = self._write()
         self.rows_written = 0
 
     @classmethod
@@ -327,39 +333,66 @@ class CsvExport:
             # yield_per: a server-side cursor (asyncpg, aiosqlite), CHUNK_ROWS per fetch.
             result = await connection.stream(statement.execution_options(yield_per=CHUNK_ROWS))
             partitions = result.partitions()
-            first_rows: Sequence[Row] = await anext(partitions, [])
+            first_rows = await _next_partition(partitions)
         except BaseException:
             await connection.close()
             raise
         return cls(connection, result, partitions, first_rows, zone)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The CSV: the header row, then the rows, CHUNK_ROWS at a time, each chunk encoded
         as soon as its rows are read (RFC 4180: CRLF line ends, quoted where needed)."""
+        return self._chunks
+
+    async def _write(self) -> AsyncGenerator[bytes]:
         header = csv_text([ROW_LABELS])
         rows, self._first_rows = self._first_rows, ()
         try:
-            while True:
-                yield (header + csv_text(list(map(self._cells, rows)))).encode()
+            while rows:
+                self._next_rows = asyncio.ensure_future(_next_partition(self._partitions))
+                yield (header + await self._text(rows)).encode()
                 header = ""
                 self.rows_written += len(rows)
-                next_rows = await anext(self._partitions, None)
-                if next_rows is None:
-                    return
-                rows = next_rows
+                rows = await self._next_rows
+                self._next_rows = None
+            if header:  # no rows: the header row alone
+                yield header.encode()
         except Exception:
             logger.exception(
                 "CSV export failed after %d rows; the download was cut off", self.rows_written
             )
             raise
 
+    async def _text(self, rows: Sequence[Row]) -> str:
+        parts = []
+        for start in range(0, len(rows), SLICE_ROWS):
+            await asyncio.sleep(0)  # a turn for the next chunk's fetch
+            parts.append(csv_text(list(map(self._cells, rows[start : start + SLICE_ROWS]))))
+        return "".join(parts)
+
     async def close(self) -> None:
         """End the cursor and give the connection back (its read-only transaction rolls
         back), whether the download finished, failed or was abandoned."""
+        await self._chunks.aclose()
+        pending, self._next_rows = self._next_rows, None
         try:
+            if pending is not None:
+                # One operation at a time on a connection: a fetch under way ends first. Its
+                # rows, or its failure, no longer matter.
+                with contextlib.suppress(Exception):
+                    await pending
             await self._result.close()
         finally:
             await self._connection.close()
+
+
+async def _next_partition(partitions: AsyncIterator[Sequence[Row]]) -> Sequence[Row]:
+    """The next chunk of rows; none at the end. (Not `anext(partitions, ())`: on Python 3.11
+    that fails with SystemError at the end of SQLAlchemy's partitions.)"""
+    try:
+        return await partitions.__anext__()
+    except StopAsyncIteration:
+        return ()
 
 
 class CsvResponse(StreamingResponse):
@@ -368,15 +401,7 @@ class CsvResponse(StreamingResponse):
 
     def __init__(self, export: CsvExport, filename: str) -> None:
         super().__init__(
-            export.chunks(),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "content-disposition": f'attachment; filename="{filename}"',
-                # The rows are the caller's, and a link's token is in the URL: no cache keeps
-                # them.
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-            },
+            export.chunks(), media_type=CSV_MEDIA_TYPE, headers=_download_headers(filename)
         )
         self.export = export
 
@@ -385,6 +410,15 @@ class CsvResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self.export.close()
+
+
+def _download_headers(filename: str) -> dict[str, str]:
+    return {
+        "content-disposition": f'attachment; filename="{filename}"',
+        # The rows are the caller's, and a link's token is in the URL: no cache keeps them.
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+    }
 
 
 def _refusal(status: int, reason: str) -> Response:
