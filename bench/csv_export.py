@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ from report_latency import (
     BenchError,
     cpu_check,
     ensure_seeded,
-    free_port,
     pomreport_command,
+    serving_child,
 )
 
 from service.settings import parse_database_url
@@ -112,48 +111,30 @@ def download(port: int, query: str, server_pid: int) -> dict[str, float]:
 
 
 def run(raw_url: str, query: str, downloads: int) -> None:
-    port = free_port()
-    environment = dict(os.environ, DATABASE_URL=raw_url, POMREPORT_EXPIRY_SWEEP_SECONDS="0")
-    with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen(
-            [*pomreport_command(), "serve", "--port", str(port)],
-            env=environment,
-            cwd=REPOSITORY,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with serving_child(raw_url) as (port, server):
+        expected = total_records(port, query)
+        check_before = cpu_check(20)
+        print(
+            f"database {parse_database_url(raw_url).database}: {expected:,} rows for {query}; "
+            f"server pid {server.pid}, peak RSS after start {peak_mib(server.pid):.0f} MiB\n"
         )
-        try:
-            _wait_ready(port, server, log)
-            expected = total_records(port, query)
-            check_before = cpu_check(20)
+        print("| download | rows | MB | seconds | rows/s | first byte s | server CPU s "
+              "| server peak RSS MiB |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        results = []
+        for number in range(1, downloads + 1):
+            figures = download(port, query, server.pid)
+            if figures["rows"] != expected:
+                raise BenchError(f"download {number}: {figures['rows']} rows, not {expected}")
+            results.append(figures)
             print(
-                f"database {parse_database_url(raw_url).database}: {expected:,} rows for {query}; "
-                f"server pid {server.pid}, peak RSS after start {peak_mib(server.pid):.0f} MiB\n"
+                f"| {number} | {figures['rows']:,.0f} | {figures['bytes'] / 1e6:.0f} "
+                f"| {figures['seconds']:.1f} | {figures['rows_per_second']:,.0f} "
+                f"| {figures['first_byte']:.2f} | {figures['server_cpu']:.1f} "
+                f"| {peak_mib(server.pid):.0f} |"
             )
-            print("| download | rows | MB | seconds | rows/s | first byte s | server CPU s "
-                  "| server peak RSS MiB |")  # fmt: skip
-            print("|---|---|---|---|---|---|---|---|")
-            results = []
-            for number in range(1, downloads + 1):
-                figures = download(port, query, server.pid)
-                if figures["rows"] != expected:
-                    raise BenchError(f"download {number}: {figures['rows']} rows, not {expected}")
-                results.append(figures)
-                print(
-                    f"| {number} | {figures['rows']:,.0f} | {figures['bytes'] / 1e6:.0f} "
-                    f"| {figures['seconds']:.1f} | {figures['rows_per_second']:,.0f} "
-                    f"| {figures['first_byte']:.2f} | {figures['server_cpu']:.1f} "
-                    f"| {peak_mib(server.pid):.0f} |"
-                )
-            final_peak = peak_mib(server.pid)
-            check_after = cpu_check(20)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        final_peak = peak_mib(server.pid)
+        check_after = cpu_check(20)
     rates = [figures["rows_per_second"] for figures in results]
     print(
         f"\nmedian {statistics.median(rates):,.0f} rows/s, best {max(rates):,.0f} rows/s "
@@ -164,23 +145,6 @@ def run(raw_url: str, query: str, downloads: int) -> None:
         f"CPU check (bench/report_latency.py's fixed Python loop, median ms; 3.9 on a quiet "
         f"machine): before {check_before.median:.1f}, after {check_after.median:.1f}"
     )
-
-
-def _wait_ready(port: int, server: subprocess.Popen[bytes], log: Any) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            raise BenchError(f"pomreport serve exited ({server.returncode}):\n{log.read()[-2000:]}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError("pomreport serve was not ready within 60 s")
 
 
 def ensure_sqlite_seeded(raw_url: str, seed_if_missing: bool, callbacks: int) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
 import datetime as dt
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,15 +338,13 @@ def free_port() -> int:
         return port
 
 
-def bench_service(
-    raw_url: str, variables: dict[str, Any], rows: int, warmup: int, requests: int
-) -> list[float]:
-    """Seconds per request to a `pomreport serve` child process, over loopback HTTP."""
+@contextlib.contextmanager
+def serving_child(raw_url: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`pomreport serve` on raw_url in a child process, ready (its /readyz answers): its port
+    and process; stopped when the block ends."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     # No expiry sweeps: a sweep's UPDATE would land among the measured requests.
     environment = dict(os.environ, DATABASE_URL=raw_url, POMREPORT_EXPIRY_SWEEP_SECONDS="0")
-    payload = {"query": REPORT_QUERY, "variables": variables}
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(
             [*pomreport_command(), "serve", "--port", str(port)],
@@ -355,20 +354,9 @@ def bench_service(
             stderr=subprocess.STDOUT,
         )
         try:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 _wait_ready(client, server, log)
-                for _ in range(warmup):
-                    check_report(client.post("/graphql", json=payload).json(), rows)
-                seconds: list[float] = []
-                bodies: list[bytes] = []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    response = client.post("/graphql", json=payload)
-                    seconds.append(time.perf_counter() - started)
-                    bodies.append(response.content)
-            for body in bodies:
-                check_report(httpx.Response(200, content=body).json(), rows)
-            return seconds
+            yield port, server
         finally:
             server.terminate()
             try:
@@ -376,6 +364,29 @@ def bench_service(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def bench_service(
+    raw_url: str, variables: dict[str, Any], rows: int, warmup: int, requests: int
+) -> list[float]:
+    """Seconds per request to a `pomreport serve` child process, over loopback HTTP."""
+    payload = {"query": REPORT_QUERY, "variables": variables}
+    with (
+        serving_child(raw_url) as (port, _server),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        for _ in range(warmup):
+            check_report(client.post("/graphql", json=payload).json(), rows)
+        seconds: list[float] = []
+        bodies: list[bytes] = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.post("/graphql", json=payload)
+            seconds.append(time.perf_counter() - started)
+            bodies.append(response.content)
+    for body in bodies:
+        check_report(httpx.Response(200, content=body).json(), rows)
+    return seconds
 
 
 def _wait_ready(client: httpx.Client, server: subprocess.Popen[bytes], log: Any) -> None:
