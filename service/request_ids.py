@@ -67,6 +67,7 @@ LOG_FIELDS = (
     "operation_type",
     "operation_name",
     "outcome",
+    "error_codes",
     "status",
     "duration_ms",
     "statements",

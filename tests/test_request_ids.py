@@ -73,6 +73,12 @@ def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -
             "/graphql", json={"query": QUERY}, headers={"X-Request-ID": "trace-7"}
         )
         assert answered.headers["x-request-id"] == "trace-7"
+        refused = client.post(
+            "/graphql",
+            json={"query": "{ noSuchField callbacks(first: 501) { totalCount } }"},
+            headers={"X-Request-ID": "trace-8"},
+        )
+        assert refused.json()["errors"]
     log = server.log
     # Not a terminal: one JSON object per line.
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
@@ -85,7 +91,15 @@ def test_serve_writes_the_request_id_on_the_requests_log_lines(tmp_path: Path) -
         "outcome": "ok",
     }
     assert request["status"] == 200
+    assert request["error_codes"] == []
     assert request["statements"] >= 1
+    (failed,) = [
+        line
+        for line in lines
+        if line["request_id"] == "trace-8" and line["logger"] == "service.requests"
+    ]
+    assert failed["outcome"] == failed["error_codes"][0]
+    assert failed["error_codes"]
     assert request["role"] == "admin"  # open development mode
     assert "agents" not in str(request)  # nothing of the request's text
     # Lines outside any request carry "-".

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphql import GraphQLError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +30,7 @@ class RequestNote:
     operation_type: str = "unknown"
     operation_name: str = ""
     outcome: str = ""
+    error_codes: list[str] = field(default_factory=list)
 
     def executing(self, operation_type: str, operation_name: str | None) -> None:
         """Note a validated operation as it starts (a stream may never say how it ended)."""
@@ -42,7 +43,16 @@ class RequestNote:
     ) -> None:
         """Note a validated operation and its outcome: ok, or the first error's code."""
         self.executing(operation_type, operation_name)
+        self.ended_with(errors)
+
+    def ended_with(self, errors: list[GraphQLError] | None) -> None:
+        """Note how the operation ended: its outcome and every distinct error code."""
         self.outcome = error_outcome(errors)
+        self.error_codes = list(
+            dict.fromkeys(
+                str((error.extensions or {}).get("code", "error")) for error in errors or ()
+            )
+        )
 
 
 def error_outcome(errors: list[GraphQLError] | None) -> str:
@@ -117,6 +127,7 @@ class RequestMetrics:
                     "operation_type": note.operation_type,
                     "operation_name": note.operation_name,
                     "outcome": outcome,
+                    "error_codes": note.error_codes,
                     "status": status,
                     "duration_ms": duration_ms,
                     "statements": statements[0],
@@ -147,6 +158,4 @@ class RequestMetricsExtension(SchemaExtension):
             with contextlib.suppress(RuntimeError):  # the document names no such operation
                 note.operation_type = context.operation_type.value
         result = context.result
-        note.outcome = error_outcome(
-            result.errors if result is not None else context.pre_execution_errors
-        )
+        note.ended_with(result.errors if result is not None else context.pre_execution_errors)
