@@ -12,6 +12,7 @@ import gc
 import importlib.metadata
 import ipaddress
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -30,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from service.app import create_app
-from service.auth.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
+from service.auth.api_keys import (
+    ApiKeyError,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_api_key,
+)
+from service.clock import utc_now
 from service.db.engines import create_engine, create_session_maker
 from service.db.migrations import head_revision, schema_is_current, upgrade_to_head
 from service.db.models import Agent
@@ -147,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
     apikey = _command(
         commands,
         "apikey",
-        "create, list and revoke API keys",
+        "create, list, rotate and revoke API keys",
         "Manage the API keys requests authenticate with (Authorization: Bearer <key>).",
     )
     apikey_commands = apikey.add_subparsers(required=True, metavar="ACTION")
@@ -163,12 +171,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--agent-id", help="the agent an agent key acts as (agent role only)")
     create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument(
+        "--expires-in",
+        type=_lifetime,
+        help="how long the key works, e.g. 90d, 12h or 30m (default: until revoked)",
+    )
     create.set_defaults(command=_apikey_create)
     listing = _command(
         apikey_commands,
         "list",
         "list keys (never the keys themselves)",
-        "List every key's id, role, agent, name, creation and revocation.",
+        "List every key's id, role, agent, name, creation, expiry and revocation.",
     )
     listing.set_defaults(command=_apikey_list)
     revoke = _command(
@@ -180,6 +193,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("key_id", type=_positive_int, help="the key's id, as `apikey list` shows")
     revoke.set_defaults(command=_apikey_revoke)
+    rotate = _command(
+        apikey_commands,
+        "rotate",
+        "replace a key, keeping the old one for a grace period",
+        "Issue a new key with the old one's role, agent and name, print it (only once), and "
+        "let the old key work for the grace period more, so clients can switch over.",
+    )
+    rotate.add_argument("key_id", type=_positive_int, help="the key's id, as `apikey list` shows")
+    rotate.add_argument(
+        "--grace",
+        type=_duration,
+        default=dt.timedelta(hours=24),
+        help="how long the old key keeps working, e.g. 24h, 7d or 0 (default 24h)",
+    )
+    rotate.add_argument(
+        "--expires-in",
+        type=_lifetime,
+        help="how long the new key works, e.g. 90d (default: until revoked)",
+    )
+    rotate.set_defaults(command=_apikey_rotate)
 
     export = _command(
         commands,
@@ -412,6 +445,7 @@ def _apikey_create(settings: Settings, arguments: argparse.Namespace) -> int:
                 Role(arguments.role),
                 agent_id=arguments.agent_id,
                 name=arguments.name,
+                expires_at=_expiry(arguments.expires_in),
             )
             async with session_maker() as session:
                 known = row.agent_id is None or await session.get(Agent, row.agent_id) is not None
@@ -442,14 +476,24 @@ def _apikey_list(settings: Settings, _arguments: argparse.Namespace) -> int:
     if not rows:
         print("pomreport: no API keys; `pomreport apikey create --role ROLE` issues one")
         return 0
-    print(f"{'ID':>4}  {'PREFIX':<14}{'ROLE':<10}{'AGENT':<12}{'CREATED':<22}{'REVOKED':<22}NAME")
+    now = utc_now()
+    print(
+        f"{'ID':>4}  {'PREFIX':<14}{'ROLE':<10}{'AGENT':<12}{'CREATED':<22}{'EXPIRES':<30}"
+        f"{'REVOKED':<22}NAME"
+    )
     for row in rows:
         revoked = _minutes(row.revoked_at) if row.revoked_at else "-"
         print(
             f"{row.id:>4}  {row.key_prefix + '…':<14}{row.role.value:<10}{row.agent_id or '-':<12}"
-            f"{_minutes(row.created_at):<22}{revoked:<22}{row.name}"
+            f"{_minutes(row.created_at):<22}{_describe_expiry(row, now):<30}{revoked:<22}{row.name}"
         )
     return 0
+
+
+def _describe_expiry(row: ApiKey, now: dt.datetime) -> str:
+    if row.expires_at is None:
+        return "-"
+    return ("expired " if row.expires_at <= now else "") + _minutes(row.expires_at)
 
 
 def _apikey_revoke(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -465,10 +509,37 @@ def _apikey_revoke(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _apikey_rotate(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def rotate() -> tuple[ApiKey, str, ApiKey]:
+        async with _session_maker(settings) as session_maker:
+            return await rotate_api_key(
+                session_maker,
+                arguments.key_id,
+                grace=arguments.grace,
+                expires_at=_expiry(arguments.expires_in),
+            )
+
+    row, key, old = asyncio.run(rotate())
+    assert old.expires_at is not None  # rotation always sets it
+    print(
+        f"pomreport: rotated API key {old.id} to API key {row.id} ({_describe_key(row)}); the "
+        f"old key works until {_minutes(old.expires_at)} (running servers may accept it up to "
+        f"{settings.api_key_cache_seconds:g} s longer). The new key is shown once, keep it now:",
+        file=sys.stderr,
+    )
+    print(key)
+    return 0
+
+
+def _expiry(lifetime: dt.timedelta | None) -> dt.datetime | None:
+    return None if lifetime is None else utc_now() + lifetime
+
+
 def _describe_key(row: ApiKey) -> str:
     agent = f" for agent {row.agent_id}" if row.agent_id else ""
     name = f" {row.name!r}" if row.name else ""
-    return f"{row.key_prefix}…, role {row.role.value}{agent}{name}"
+    expires = f", expires {_minutes(row.expires_at)}" if row.expires_at else ""
+    return f"{row.key_prefix}…, role {row.role.value}{agent}{name}{expires}"
 
 
 def _minutes(value: dt.datetime) -> str:
@@ -512,6 +583,31 @@ def _positive_int(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+# A duration as people write it for keys: a whole number of days, hours or minutes.
+_DURATION = re.compile(r"(\d+)([dhm])")
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def _duration(raw: str) -> dt.timedelta:
+    """A duration such as 90d, 24h or 30m; 0 alone is no time at all."""
+    if raw.strip() == "0":
+        return dt.timedelta(0)
+    match = _DURATION.fullmatch(raw.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a duration: write a whole number and d, h or m, e.g. 90d, 24h, 30m"
+        )
+    return dt.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+
+
+def _lifetime(raw: str) -> dt.timedelta:
+    """A duration a key lives: more than none."""
+    value = _duration(raw)
+    if not value:
+        raise argparse.ArgumentTypeError(f"{raw!r} would expire the key at once")
     return value
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import metrics
 from service.auth.row_scope import UNRESTRICTED, RowScope
+from service.clock import utc_now
 from service.db.models.api_key import ApiKey, Role
 from service.errors import UnauthenticatedError, is_database_unavailable
 
@@ -41,11 +42,22 @@ class Principal:
     agent_id: str | None
     key_id: int | None
     name: str
+    # When the key stops working (None: never); carried so a cached verdict cannot outlive it.
+    expires_at: dt.datetime | None = None
 
     @property
     def row_scope(self) -> RowScope:
         """The callback rows this principal may see."""
         return RowScope(self.agent_id) if self.role is Role.AGENT else UNRESTRICTED
+
+    def has_expired(self, now: dt.datetime) -> bool:
+        """Whether the key has stopped working by `now`."""
+        return self.expires_at is not None and self.expires_at <= now
+
+    @classmethod
+    def of(cls, row: ApiKey) -> Principal:
+        """The principal a key's row makes."""
+        return cls(row.role, row.agent_id, row.id, row.name, row.expires_at)
 
 
 # Everything is allowed while a loopback server has no keys (development only).
@@ -77,9 +89,28 @@ async def create_api_key(
     *,
     agent_id: str | None = None,
     name: str = "",
+    expires_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key; return its row and the key itself, which is never stored or shown again."""
+    """Issue a key; return its row and the key itself, which is never stored or shown again.
+
+    The key works until `expires_at` (None: until revoked).
+    """
+    row, key = _new_key(role, agent_id=agent_id, name=name, expires_at=expires_at, now=now)
+    async with session_maker() as session, session.begin():
+        session.add(row)
+    return row, key
+
+
+def _new_key(
+    role: Role,
+    *,
+    agent_id: str | None,
+    name: str,
+    expires_at: dt.datetime | None,
+    now: dt.datetime | None,
+) -> tuple[ApiKey, str]:
+    """A new key's row (not yet added to a session) and the key itself."""
     if (role is Role.AGENT) != (agent_id is not None):
         raise ApiKeyError(
             "an agent key needs --agent-id"
@@ -93,10 +124,9 @@ async def create_api_key(
         agent_id=agent_id,
         key_prefix=key[:SHOWN_PREFIX_LENGTH],
         key_hash=hash_key(key),
-        created_at=now or dt.datetime.now(dt.UTC),
+        created_at=now or utc_now(),
+        expires_at=expires_at,
     )
-    async with session_maker() as session, session.begin():
-        session.add(row)
     return row, key
 
 
@@ -116,8 +146,38 @@ async def revoke_api_key(
             raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
         if row.revoked_at is not None:
             raise ApiKeyError(f"API key {key_id} was already revoked at {row.revoked_at}")
-        row.revoked_at = now or dt.datetime.now(dt.UTC)
+        row.revoked_at = now or utc_now()
     return row
+
+
+async def rotate_api_key(
+    session_maker: async_sessionmaker[AsyncSession],
+    key_id: int,
+    *,
+    grace: dt.timedelta,
+    expires_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[ApiKey, str, ApiKey]:
+    """Replace a key: issue one with the same role, agent and name, and let the old one work
+    for `grace` more (never longer than it would have). Returns the new row, the new key and
+    the old row. A key revoked, expired or never issued is an error."""
+    now = now or utc_now()
+    async with session_maker() as session, session.begin():
+        old = await session.get(ApiKey, key_id, with_for_update=True)
+        if old is None:
+            raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
+        if old.revoked_at is not None:
+            raise ApiKeyError(f"API key {key_id} was revoked at {old.revoked_at}; issue a new one")
+        if old.expires_at is not None and old.expires_at <= now:
+            raise ApiKeyError(f"API key {key_id} expired at {old.expires_at}; issue a new one")
+        row, key = _new_key(
+            old.role, agent_id=old.agent_id, name=old.name, expires_at=expires_at, now=now
+        )
+        session.add(row)
+        # Rotation shortens the old key's life, never lengthens it.
+        ends = now + grace
+        old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
+    return row, key, old
 
 
 class ApiKeyRegistry:
@@ -149,12 +209,14 @@ class ApiKeyRegistry:
         cache_seconds: float,
         open_to_proxied: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._session_maker = session_maker
         self._open_without_keys = open_without_keys
         self._open_to_proxied = open_to_proxied
         self._cache_seconds = cache_seconds
         self._clock = clock
+        self._wall_clock = wall_clock  # for key expiry, which is an instant, not an interval
         self._verdicts: dict[str, tuple[Principal | None, float]] = {}
         # Lookups under way, by key digest (or KEYS_EXIST_CHECK), shared by their waiters.
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
@@ -187,7 +249,7 @@ class ApiKeyRegistry:
     async def authenticate(self, authorization: str | None, *, proxied: bool = False) -> Principal:
         """The principal for an Authorization header value (or WebSocket payload value).
 
-        Raises UnauthenticatedError for a missing, malformed, unknown or revoked key.
+        Raises UnauthenticatedError for a missing, malformed, unknown, revoked or expired key.
         """
         key = bearer_key(authorization)
         if key is None:
@@ -201,7 +263,16 @@ class ApiKeyRegistry:
             principal = verdict[0]
         if principal is None:
             raise UnauthenticatedError("the API key is not valid (unknown or revoked)")
+        # Checked on every call, cached or not: the cache may shorten a key's life (a
+        # revocation takes up to `cache_seconds`) but never lengthen it past its expiry.
+        self._refuse_expired(principal)
         return principal
+
+    def _refuse_expired(self, principal: Principal) -> None:
+        if principal.has_expired(self._wall_clock()):
+            raise UnauthenticatedError(
+                f"the API key expired at {principal.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
 
     async def authenticate_key_id(self, key_id: int | None, *, proxied: bool = False) -> Principal:
         """The principal of the key a signed link names by id (None: a link signed in open
@@ -222,7 +293,9 @@ class ApiKeyRegistry:
             raise UnauthenticatedError(
                 "the API key this link was signed for has been revoked; get a new link"
             )
-        return Principal(row.role, row.agent_id, row.id, row.name)
+        principal = Principal.of(row)
+        self._refuse_expired(principal)
+        return principal
 
     async def _open_principal(self, *, proxied: bool) -> Principal:
         if self._open_without_keys and self._keys_exist is not True:
@@ -271,7 +344,7 @@ class ApiKeyRegistry:
         if row is None:
             return None
         self._end_open_mode()
-        return Principal(row.role, row.agent_id, row.id, row.name)
+        return Principal.of(row)
 
     async def _check_keys_exist(self) -> None:
         async with self._session_maker() as session:

@@ -28,16 +28,19 @@ class Caller:
         self._credentials = credentials
         self._proxied = proxied
         self.principal = principal
+        # Why the key stopped working (revoked, expired, ...), once a recheck refused it.
+        self.refusal: str | None = None
 
     @property
     def row_scope(self) -> RowScope:
         """The rows the caller's sessions see; without a principal, none."""
         return self.principal.row_scope if self.principal is not None else NO_READS
 
-    def require(self, message: str = "the API key is no longer valid") -> Principal:
-        """The principal; reading anything needs one."""
+    def require(self, message: str | None = None) -> Principal:
+        """The principal; reading anything needs one. Without it, raises `message`, or else
+        why a recheck refused the key."""
         if self.principal is None:
-            raise UnauthenticatedError(message)
+            raise UnauthenticatedError(message or self.refusal or "the API key is no longer valid")
         return self.principal
 
     async def authenticate(self, credentials: str | None) -> bool:
@@ -47,15 +50,18 @@ class Caller:
         self._credentials = credentials
         changed = principal != self.principal
         self.principal = principal
+        self.refusal = None
         return changed
 
     async def recheck(self) -> bool:
-        """Drop the principal when its key was revoked (or open mode ended) since it was
-        checked, so later operations are refused. Returns whether the principal changed."""
+        """Drop the principal when its key was revoked or expired (or open mode ended) since it
+        was checked, so later operations are refused, and remember why (`refusal`). Returns
+        whether the principal changed."""
         if self.principal is None:
             return False
         try:
             return await self.authenticate(self._credentials)
-        except UnauthenticatedError:
+        except UnauthenticatedError as error:
             self.principal = None
+            self.refusal = str(error)
             return True

@@ -13,10 +13,19 @@ from service.errors import ClientError, ForbiddenError, UnauthenticatedError
 
 
 def operation_refusal(
-    principal: Principal | None, document: Any, operation_name: str | None
+    principal: Principal | None,
+    document: Any,
+    operation_name: str | None,
+    *,
+    key_refusal: str | None = None,
 ) -> ClientError | None:
-    """Why `principal` may not run the chosen operation of `document`; None when it may."""
+    """Why `principal` may not run the chosen operation of `document`; None when it may.
+
+    `key_refusal` says why a WebSocket's key stopped working, when it did.
+    """
     if principal is None:
+        if key_refusal is not None:
+            return UnauthenticatedError(key_refusal)
         return UnauthenticatedError(
             "this operation needs an API key: send 'Authorization: Bearer <key>' "
             "(on WebSockets, in the connection_init payload)"
@@ -47,6 +56,7 @@ class OperationAuthorization(SchemaExtension):
                 getattr(context.context, "principal", None),
                 context.graphql_document,
                 context.operation_name,
+                key_refusal=getattr(getattr(context.context, "caller", None), "refusal", None),
             )
             if refusal is not None:
                 # Errors set here skip validation and execution alike.

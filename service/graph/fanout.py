@@ -62,8 +62,8 @@ SUBSCRIPTION_SOCKET: ContextVar[SubscriptionSocket | None] = ContextVar(
 
 # An event's response for one subscriber (executed with its context).
 EventExecution = Callable[[object], Awaitable[ExecutionResult]]
-# Whether the subscriber's key still holds (checked again before each message).
-KeyCheck = Callable[[], Awaitable[bool]]
+# Why the subscriber's key no longer holds, None while it does (checked before each message).
+KeyCheck = Callable[[], Awaitable[str | None]]
 
 
 def encode_payload(result: ExecutionResult) -> str:
@@ -149,10 +149,12 @@ class GroupMember:
                 continue
             pending = self._pending.popleft()
             try:
-                # A key revoked while the subscription runs ends it at the next change.
-                if not await self._key_holds():
+                # A key revoked or expired while the subscription runs ends it at the next
+                # change.
+                refusal = await self._key_holds()
+                if refusal is not None:
                     self.revoked = True
-                    return UnauthenticatedError("the API key is no longer valid")
+                    return UnauthenticatedError(refusal)
                 payload = (
                     pending
                     if isinstance(pending, str)

@@ -79,7 +79,8 @@ class Subscription:
             return  # the socket's handler delivers the events from here on
         async with info.context.events.hub.subscribe(change_filter) as subscriber:
             async for change in subscriber.changes():
-                # A key revoked while the subscription runs ends it at the next change.
+                # A key revoked or expired while the subscription runs ends it at the next
+                # change.
                 await info.context.recheck_key()
                 info.context.caller.require()
                 info.context.refresh_loaders()
@@ -102,9 +103,11 @@ def _hand_over(info: Info, socket: SubscriptionSocket, change_filter: ChangeFilt
             allowed_operation_types=(OperationType.SUBSCRIPTION,),
         )
 
-    async def key_holds() -> bool:
+    async def key_holds() -> str | None:
         await context.recheck_key()
-        return context.caller.principal is not None
+        if context.caller.principal is not None:
+            return None
+        return context.caller.refusal or "the API key is no longer valid"
 
     hub = context.events.hub
     member = GroupMember(socket, execute, key_holds, hub.backlog)

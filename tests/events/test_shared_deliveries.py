@@ -192,8 +192,8 @@ def _member(socket: _Socket, key_holds: Any, backlog: int = 3) -> GroupMember:
     return GroupMember(subscription, _never_executed, key_holds, backlog)
 
 
-async def _key_holds() -> bool:
-    return True
+async def _key_holds() -> str | None:
+    return None  # the key holds
 
 
 async def test_a_member_writes_in_order_and_is_closed_when_its_socket_stops_draining() -> None:

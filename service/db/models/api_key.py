@@ -48,3 +48,5 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # When the key stops working; None: never. Rotation sets it to the end of the grace.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
