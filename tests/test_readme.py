@@ -46,3 +46,27 @@ def test_readme_example_mutation_succeeds_on_the_demo_data(
     data = demo_graphql.data(mutation)
     for result in data.values():
         assert result.get("callbackStatus", "ACTIVE") == "ACTIVE", result
+
+
+def _prose(text: str) -> str:
+    """The README with its line breaks as spaces, so sentences read whole."""
+    return " ".join(text.split())
+
+
+def test_readme_says_the_spec_is_kept_outside_the_repository() -> None:
+    """It once sent readers to SPEC.md as if the file were here."""
+    prose = _prose(README.read_text())
+    mentions = [match.start() for match in re.finditer(r"SPEC\.md", prose)]
+    assert mentions
+    for start in mentions:
+        assert "outside this repository" in prose[start : start + 80]
+
+
+def test_readme_says_what_a_time_without_an_offset_means() -> None:
+    assert "A time sent without an offset is UTC" in _prose(README.read_text())
+
+
+def test_readme_links_only_to_files_that_exist() -> None:
+    for target in re.findall(r"\]\(([^)#]+)\)", README.read_text()):
+        if not target.startswith(("http://", "https://")):
+            assert (README.parent / target).exists(), target
