@@ -38,7 +38,7 @@ from service.settings import Settings
 
 # The report benchmark's query and helpers, from the file beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_latency import REPORT_QUERY, _busiest_agent, asyncpg_dsn
+from report_latency import DEFAULT_DATABASE_URL, REPORT_QUERY, _busiest_agent, asyncpg_dsn
 
 KEY_NAME = "bench/agent_scope.py"
 
@@ -163,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--database-url",
-        default="postgresql://postgres@127.0.0.1:5432/seedbench",
+        default=DEFAULT_DATABASE_URL,
         help="a seeded, migrated database (default: the report benchmark's PostgreSQL one)",
     )
     parser.add_argument("--requests", type=int, default=100)

@@ -32,6 +32,7 @@ from typing import Any
 # The report benchmark's helpers, from the file beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_latency import (
+    DEFAULT_DATABASE_URL,
     REPOSITORY,
     BenchError,
     cpu_check,
@@ -167,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--database-url",
-        default="postgresql://postgres@127.0.0.1:5432/seedbench",
+        default=DEFAULT_DATABASE_URL,
         help="a seeded, migrated database (default: the report benchmark's PostgreSQL one)",
     )
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")

@@ -136,14 +136,20 @@ async def list_api_keys(session_maker: async_sessionmaker[AsyncSession]) -> list
         return list(await session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
+async def _key_for_update(session: AsyncSession, key_id: int) -> ApiKey:
+    """The key's row, locked until the transaction ends; a key never issued is an error."""
+    row = await session.get(ApiKey, key_id, with_for_update=True)
+    if row is None:
+        raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
+    return row
+
+
 async def revoke_api_key(
     session_maker: async_sessionmaker[AsyncSession], key_id: int, *, now: dt.datetime | None = None
 ) -> ApiKey:
     """Revoke a key for good; a key already revoked or never issued is an error."""
     async with session_maker() as session, session.begin():
-        row = await session.get(ApiKey, key_id, with_for_update=True)
-        if row is None:
-            raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
+        row = await _key_for_update(session, key_id)
         if row.revoked_at is not None:
             raise ApiKeyError(f"API key {key_id} was already revoked at {row.revoked_at}")
         row.revoked_at = now or utc_now()
@@ -163,9 +169,7 @@ async def rotate_api_key(
     the old row. A key revoked, expired or never issued is an error."""
     now = now or utc_now()
     async with session_maker() as session, session.begin():
-        old = await session.get(ApiKey, key_id, with_for_update=True)
-        if old is None:
-            raise ApiKeyError(f"there is no API key {key_id}; `pomreport apikey list` shows them")
+        old = await _key_for_update(session, key_id)
         if old.revoked_at is not None:
             raise ApiKeyError(f"API key {key_id} was revoked at {old.revoked_at}; issue a new one")
         if old.expires_at is not None and old.expires_at <= now:

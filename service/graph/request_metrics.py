@@ -46,21 +46,11 @@ class RequestNote:
         self.ended_with(errors)
 
     def ended_with(self, errors: list[GraphQLError] | None) -> None:
-        """Note how the operation ended: its outcome and every distinct error code."""
-        self.outcome = error_outcome(errors)
-        self.error_codes = list(
-            dict.fromkeys(
-                str((error.extensions or {}).get("code", "error")) for error in errors or ()
-            )
-        )
-
-
-def error_outcome(errors: list[GraphQLError] | None) -> str:
-    """ok, or the first error's code."""
-    if not errors:
-        return "ok"
-    code = (errors[0].extensions or {}).get("code")
-    return str(code) if code else "error"
+        """Note how the operation ended: every distinct error code, and its outcome (ok, or
+        the first error's code)."""
+        codes = (str((error.extensions or {}).get("code") or "error") for error in errors or ())
+        self.error_codes = list(dict.fromkeys(codes))
+        self.outcome = self.error_codes[0] if self.error_codes else "ok"
 
 
 # The note of the request the current task answers.

@@ -217,7 +217,6 @@ class PomreportGraphQL(GraphQL[Context, None]):
         path, are 200. A request that ran nothing has no `data` entry at all, as the GraphQL
         spec says of errors raised before execution begins."""
         media_type = sub_response.media_type or JSON
-        sub_response.media_type = None
         if isinstance(response_data, dict) and _ran_nothing(response_data):
             response_data = cast(GraphQLHTTPResponse, {"errors": response_data["errors"]})
         response = super().create_response(response_data, sub_response)
