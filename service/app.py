@@ -28,6 +28,7 @@ from service.callbacks.transactions import Transactions
 from service.compiled.endpoint import CompiledQueryEndpoint
 from service.cors import CrossOriginApi
 from service.db.engines import create_engine, create_session_maker, create_write_engine
+from service.events.relay import ChangeLogRelay
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
 from service.graph.request_metrics import RequestMetrics
@@ -127,21 +128,33 @@ def create_app(settings: Settings) -> Starlette:
             open_to_proxied=settings.allow_unauthenticated,
             cache_seconds=settings.api_key_cache_seconds,
         )
-        sweeper: asyncio.Task[None] | None = None
+        relay = ChangeLogRelay(
+            app.state.transactions.write_session_maker,
+            events.transport,
+            retention=dt.timedelta(days=settings.change_log_retention_days),
+        )
+        background: list[asyncio.Task[None]] = []
         try:
             await events.start()
             await app.state.api_keys.start()
+            background.append(
+                asyncio.create_task(
+                    relay.run_forever(settings.relay_seconds), name="change-log-relay"
+                )
+            )
             if settings.expiry_sweep_seconds > 0:
-                sweeper = asyncio.create_task(
-                    sweep_forever(app.state.transactions, settings.expiry_sweep_seconds),
-                    name="expiry-sweeper",
+                background.append(
+                    asyncio.create_task(
+                        sweep_forever(app.state.transactions, settings.expiry_sweep_seconds),
+                        name="expiry-sweeper",
+                    )
                 )
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                    await task
             await events.stop()
             if write_engine is not engine:
                 await write_engine.dispose()

@@ -90,6 +90,12 @@ class PageSizeError(QueryTooComplexError):
     code = "BAD_USER_INPUT"
 
 
+class CursorExpiredError(ClientError):
+    """A subscription asked to resume after a change the change log no longer keeps."""
+
+    code = "CURSOR_EXPIRED"
+
+
 class SubscriberTooSlowError(ClientError):
     """The subscriber did not keep up with its changes and was closed."""
 

@@ -236,6 +236,14 @@ class Settings:
     expiry_sweep_seconds: float = _read("POMREPORT_EXPIRY_SWEEP_SECONDS", parse_seconds, 30.0)
     # Changes a subscriber may have waiting before it is closed as too slow.
     subscriber_backlog: int = _read("POMREPORT_SUBSCRIBER_BACKLOG", parse_positive_int, 1000)
+    # Days the change log keeps each status change (the history, and how far back a
+    # subscription can resume); older ones are pruned in the background.
+    change_log_retention_days: int = _read(
+        "POMREPORT_CHANGE_LOG_RETENTION_DAYS", parse_positive_int, 7
+    )
+    # How often the relay looks for committed changes no transport took (a crash between
+    # commit and publish, a Redis outage) and publishes them.
+    relay_seconds: float = _read("POMREPORT_RELAY_SECONDS", parse_seconds, 2.0)
     # Largest request body /graphql reads; more is refused with 413.
     max_body_bytes: int = _read("POMREPORT_MAX_BODY_BYTES", parse_positive_int, 1_048_576)
     # Longest a single SQL statement may run on PostgreSQL before it is cancelled.

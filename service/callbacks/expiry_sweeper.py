@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.callbacks import rules
 from service.callbacks.transactions import Outcome, Transactions
 from service.clock import utc_now
+from service.events.change_log import EXPIRY_SWEEP
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ async def expire_due_callbacks_now(transactions: Transactions) -> int:
         now = utc_now()  # per attempt: a retried sweep expires what is due when it runs
         return await rules.expire_due_callbacks(session, as_of=now, now=now)
 
-    return len((await transactions.run(expire)).changes)
+    return len((await transactions.run(expire, EXPIRY_SWEEP)).changes)
 
 
 async def sweep_forever(transactions: Transactions, interval_seconds: float) -> None:

@@ -12,7 +12,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import metrics
+from service.clock import utc_now
 from service.errors import ConflictError
+from service.events import change_log
+from service.events.change_log import ChangeOrigin
 from service.events.changes import StatusChange
 from service.events.transports import CallbackEvents
 
@@ -40,7 +43,8 @@ Operation = Callable[[AsyncSession], Awaitable[Outcome[ResultT]]]
 
 
 class Transactions:
-    """Runs operations on the write engine and publishes their changes through `events`."""
+    """Runs operations on the write engine, writes the status changes they make to the change
+    log in the same transaction, and publishes them through `events`."""
 
     def __init__(
         self, write_session_maker: async_sessionmaker[AsyncSession], events: CallbackEvents
@@ -48,18 +52,31 @@ class Transactions:
         self._write_session_maker = write_session_maker
         self._events = events
 
-    async def run(self, operation: Operation[ResultT]) -> Outcome[ResultT]:
-        """Run an operation in one transaction; publish its status changes after commit.
+    @property
+    def write_session_maker(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions on the engine mutations write through."""
+        return self._write_session_maker
+
+    async def run(self, operation: Operation[ResultT], origin: ChangeOrigin) -> Outcome[ResultT]:
+        """Run an operation in one transaction, its status changes logged in it as made by
+        `origin`; publish them after commit. The outcome's changes carry their log IDs.
 
         PostgreSQL may abort one of two transactions that lock the same callbacks in opposite
         orders (a campaign's termination against a completion); the aborted one left nothing
         behind, so it runs again from the start.
         """
+        transport = self._events.transport
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self._write_session_maker() as session, session.begin():
                     outcome = await operation(session)
-                    await self._events.transport.stage(session, outcome.changes)
+                    logged = await change_log.append(
+                        session,
+                        outcome.changes,
+                        origin,
+                        published_at=None if transport.needs_relay else utc_now(),
+                    )
+                    await transport.stage(session, logged)
             except IntegrityError as error:
                 # Two requests raced to create the same row (a job, a callback ID); once more,
                 # the operation sees the winner's row and answers as for any existing one.
@@ -76,18 +93,28 @@ class Transactions:
                     raise
                 logger.info("transaction aborted (%s); running it again", _sqlstate(error))
                 continue
-            await self._publish(outcome.changes)
-            return outcome
+            if logged:
+                await self._publish(logged)
+            return Outcome(outcome.result, logged)
         raise AssertionError("unreachable")
 
     async def _publish(self, changes: list[StatusChange]) -> None:
         """The transaction has committed: a broker failure now must not turn the mutation into
-        an error (a retry would repeat it); it is logged and those events are lost."""
+        an error (a retry would repeat it); the changes stay unpublished in the log, and the
+        relay publishes them later (when the transport needs it; see `needs_relay`)."""
+        transport = self._events.transport
         try:
-            await self._events.transport.publish(changes)
+            await transport.publish(changes)
             metrics.EVENTS_PUBLISHED.inc(len(changes))
+            if transport.needs_relay:
+                async with self._write_session_maker() as session, session.begin():
+                    await change_log.mark_published(
+                        session, [change.change_id for change in changes], utc_now()
+                    )
         except Exception:
-            logger.exception("could not publish %d committed status changes", len(changes))
+            logger.exception(
+                "could not publish %d committed status changes; the relay will", len(changes)
+            )
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:

@@ -17,12 +17,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """One callback's status change; `previous_status` is None for a new callback."""
+    """One callback's status change; `previous_status` is None for a new callback.
+
+    `change_id` is its ID in the change log (commit order), 0 until it is written there.
+    """
 
     callback_id: str
     previous_status: CallbackStatus | None
     status: CallbackStatus
     changed_at: dt.datetime
+    change_id: int = 0
 
 
 def encode_changes(changes: Sequence[StatusChange]) -> list[str]:
@@ -30,6 +34,7 @@ def encode_changes(changes: Sequence[StatusChange]) -> list[str]:
     return [
         json.dumps(
             [
+                change.change_id,
                 change.callback_id,
                 change.previous_status.value if change.previous_status else None,
                 change.status.value,
@@ -43,12 +48,13 @@ def encode_changes(changes: Sequence[StatusChange]) -> list[str]:
 
 def decode_change(item: Sequence[Any]) -> StatusChange:
     """Read one change in wire form (already parsed from JSON)."""
-    callback_id, previous, status, changed_at = item
+    change_id, callback_id, previous, status, changed_at = item
     return StatusChange(
         callback_id=callback_id,
         previous_status=CallbackStatus(previous) if previous else None,
         status=CallbackStatus(status),
         changed_at=dt.datetime.fromisoformat(changed_at),
+        change_id=int(change_id),
     )
 
 

@@ -25,18 +25,23 @@ from service.auth.row_scope import UNRESTRICTED, RowScope
 from service.db.models.callback import Callback, CallbackStatus
 from service.db.models.campaign import Campaign
 from service.errors import SubscriberTooSlowError
+from service.events import change_log
 from service.events.changes import StatusChange
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUBSCRIBER_BACKLOG = 1000
 _LOAD_CHUNK = 5000
+# Change IDs a hub remembers having taken, to drop a change that arrives twice (the relay
+# and the instance that committed it may both publish it; a catch-up rereads some).
+_REMEMBERED_CHANGES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveredChange:
     """A change with the callback as it was loaded on arrival."""
 
+    change_id: int
     callback: Callback
     campaign_name: str
     previous_status: CallbackStatus | None
@@ -139,6 +144,10 @@ class EventHub:
         self._shared_sinks: dict[Hashable, ChangeSink] = {}
         self._inbox: asyncio.Queue[StatusChange] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._taken: set[int] = set()
+        self._taken_order: collections.deque[int] = collections.deque()
+        # The newest change ID taken; None until the transport first connects.
+        self._newest_taken: int | None = None
 
     @property
     def backlog(self) -> int:
@@ -161,11 +170,34 @@ class EventHub:
             self._worker = None
 
     def receive(self, changes: Iterable[StatusChange]) -> None:
-        """Take changes from a transport; delivery happens on the hub's own task."""
-        if not self._sinks:
-            return
+        """Take changes from a transport, each once; delivery happens on the hub's own task."""
         for change in changes:
-            self._inbox.put_nowait(change)
+            change_id = change.change_id
+            if change_id in self._taken:
+                continue
+            self._taken.add(change_id)
+            self._taken_order.append(change_id)
+            if len(self._taken_order) > _REMEMBERED_CHANGES:
+                self._taken.discard(self._taken_order.popleft())
+            if self._newest_taken is None or change_id > self._newest_taken:
+                self._newest_taken = change_id
+            if self._sinks:
+                self._inbox.put_nowait(change)
+
+    async def catch_up(self) -> None:
+        """The transport has (re)connected: take from the change log what was committed
+        since the newest change taken, which the transport may have dropped while it was
+        away. On the first connection there is nothing to catch up: note where the log is."""
+        try:
+            async with self._session_maker() as session:
+                if self._newest_taken is None:
+                    self._newest_taken = await change_log.newest_id(session) or 0
+                    return
+                while changes := await change_log.changes_after(session, self._newest_taken):
+                    logger.info("caught up on %d status changes from the log", len(changes))
+                    self.receive(changes)
+        except Exception:
+            logger.exception("could not catch up on status changes from the change log")
 
     @contextlib.asynccontextmanager
     async def subscribe(self, change_filter: ChangeFilter) -> AsyncIterator[Subscriber]:
@@ -200,7 +232,7 @@ class EventHub:
             while not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             try:
-                delivered = await self._load(batch)
+                delivered = await self.load(batch)
             except Exception:
                 logger.exception("could not load %d status changes for subscribers", len(batch))
                 continue
@@ -208,9 +240,10 @@ class EventHub:
                 for sink in list(self._sinks):
                     sink.offer(change)
 
-    async def _load(self, batch: Sequence[StatusChange]) -> list[DeliveredChange]:
+    async def load(self, batch: Sequence[StatusChange]) -> list[DeliveredChange]:
         """Load the batch's callbacks as they are now: one statement per few thousand (a
-        statement takes at most 32,767 parameters on PostgreSQL)."""
+        statement takes at most 32,767 parameters on PostgreSQL). Changes of callbacks
+        that no longer exist are left out."""
         ids = sorted({change.callback_id for change in batch})
         found: dict[str, tuple[Callback, str]] = {}
         async with self._session_maker() as session:
@@ -227,7 +260,12 @@ class EventHub:
                 callback, name = found[change.callback_id]
                 delivered.append(
                     DeliveredChange(
-                        callback, name, change.previous_status, change.status, change.changed_at
+                        change.change_id,
+                        callback,
+                        name,
+                        change.previous_status,
+                        change.status,
+                        change.changed_at,
                     )
                 )
         return delivered

@@ -35,6 +35,11 @@ _STARTUP_WAIT_SECONDS = 3.0
 class EventTransport(Protocol):
     """Carries committed status changes to the hubs of all instances."""
 
+    # Whether a change committed but never published (the process died in between) must be
+    # published later from the change log: not for NOTIFY, which PostgreSQL delivers at
+    # commit, nor in-process, whose subscribers die with the process.
+    needs_relay: bool
+
     async def start(self, hub: EventHub) -> None: ...
 
     async def stop(self) -> None: ...
@@ -48,6 +53,8 @@ class EventTransport(Protocol):
 
 class InProcessTransport:
     """Changes go straight to this process's hub; for a single instance."""
+
+    needs_relay = False
 
     def __init__(self) -> None:
         self._hub: EventHub | None = None
@@ -69,6 +76,8 @@ class InProcessTransport:
 class PostgresqlNotifyTransport:
     """NOTIFY inside the transaction: PostgreSQL delivers it exactly when the transaction
     commits, and never if it rolls back. Each instance LISTENs on its own connection."""
+
+    needs_relay = False
 
     def __init__(self, database_url: URL) -> None:
         self._dsn = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -96,6 +105,8 @@ class PostgresqlNotifyTransport:
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, self._on_notification)
                 self.listening.set()
+                if self._hub is not None:
+                    await self._hub.catch_up()
                 await lost.wait()
                 logger.warning("lost the PostgreSQL LISTEN connection; reconnecting")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
@@ -123,8 +134,10 @@ class PostgresqlNotifyTransport:
 
 
 class RedisTransport:
-    """PUBLISH after commit; each instance SUBSCRIBEs. A crash between commit and publish
-    loses those events (an outbox table would close that gap)."""
+    """PUBLISH after commit; each instance SUBSCRIBEs. What a crash between commit and publish
+    (or a Redis outage) kept from being published, the relay publishes from the change log."""
+
+    needs_relay = True
 
     def __init__(self, redis_url: str) -> None:
         self._client: redis.Redis = redis.Redis.from_url(
@@ -163,6 +176,7 @@ class RedisTransport:
         try:
             await pubsub.subscribe(CHANNEL)
             self.listening.set()
+            await hub.catch_up()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     data = message["data"]

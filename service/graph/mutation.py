@@ -16,6 +16,7 @@ from service.clock import utc_now
 from service.db.models.callback import CallbackType, SystemCompletionCode
 from service.db.models.campaign import CampaignType
 from service.errors import BadUserInputError
+from service.events.change_log import ChangeOrigin
 from service.graph.context import Info
 from service.graph.nodes import AgentNode, CallbackNode, CampaignNode, ContactNode, JobNode
 
@@ -151,7 +152,9 @@ async def _apply(
     async def attempt(session: AsyncSession) -> Outcome[ResultT]:
         return await operation(session, **arguments(utc_now()))
 
-    outcome = await info.context.transactions.run(attempt)
+    principal = info.context.principal
+    origin = ChangeOrigin(info.field_name, principal.key_id if principal else None)
+    outcome = await info.context.transactions.run(attempt, origin)
     _log_mutation(info, outcome)
     return outcome
 

@@ -195,7 +195,7 @@ def test_events_of_unknown_callbacks_load_in_chunks(database_url: URL) -> None:
                 StatusChange(f"X{n}", None, CallbackStatus.ACTIVE, now) for n in range(40_000)
             ]
             # More IDs than one PostgreSQL statement may carry; none exists, none is delivered.
-            assert await app.state.events.hub._load(changes) == []
+            assert await app.state.events.hub.load(changes) == []
 
     asyncio.run(scenario())
 

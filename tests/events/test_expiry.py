@@ -19,6 +19,7 @@ from service.callbacks import rules
 from service.callbacks.expiry_sweeper import expire_due_callbacks_now
 from service.callbacks.transactions import Outcome
 from service.db.models.callback import Callback, CallbackStatus, CallbackType
+from service.events.change_log import ChangeOrigin
 from service.events.hub import ChangeFilter, DeliveredChange, Subscriber
 from service.settings import Settings
 from tests.events.test_concurrency import SETUP, _post
@@ -64,7 +65,7 @@ async def _prepare_due_callbacks(app: Starlette, count: int) -> None:
             )
         return Outcome(None)
 
-    await app.state.transactions.run(schedule_all)
+    await app.state.transactions.run(schedule_all, ChangeOrigin("test setup"))
 
 
 async def _collect(subscriber: Subscriber, expected: int) -> list[DeliveredChange]:
@@ -107,11 +108,14 @@ def test_instances_sweeping_at_once_expire_each_callback_once(database_url: URL)
                 # In-process events (SQLite) reach only the instance that made them; through
                 # PostgreSQL every instance hears all 300, in NOTIFY payloads of many batches.
                 shared = not first.state.settings.is_sqlite
-                received = await _collect(subscriber, 300 if shared else counts[0] + counts[2])
+                heard = 300 if shared else counts[0] + counts[2]
+                received = await _collect(subscriber, heard)
             assert sum(counts) == 300
             assert (await _statuses(first))[CallbackStatus.EXPIRED] == 300
             by_callback = collections.Counter(change.callback.callback_id for change in received)
-            assert set(by_callback.values()) == {1}
+            # Each callback heard of once (on SQLite the second instance may have swept all).
+            assert len(by_callback) == heard
+            assert set(by_callback.values()) <= {1}
             assert all(change.status is CallbackStatus.EXPIRED for change in received)
 
     asyncio.run(scenario())

@@ -17,7 +17,7 @@ NOW = dt.datetime(2026, 11, 29, 3, tzinfo=dt.UTC)
 
 def _change(number: int, status: CallbackStatus = CallbackStatus.ACTIVE) -> DeliveredChange:
     callback = Callback(callback_id=f"CB{number}", creator_agent_id="A1", contact_id="C1")
-    return DeliveredChange(callback, "Spring Renewals", None, status, NOW)
+    return DeliveredChange(number, callback, "Spring Renewals", None, status, NOW)
 
 
 async def test_slow_subscriber_is_closed_and_others_get_every_change() -> None:
@@ -49,7 +49,7 @@ async def test_subscriber_gets_only_what_its_filter_matches() -> None:
 
 
 def test_change_wire_form_round_trips() -> None:
-    change = StatusChange("CB1", CallbackStatus.ACTIVE, CallbackStatus.COMPLETED, NOW)
-    created = StatusChange("CB2", None, CallbackStatus.ACTIVE, NOW)
+    change = StatusChange("CB1", CallbackStatus.ACTIVE, CallbackStatus.COMPLETED, NOW, 41)
+    created = StatusChange("CB2", None, CallbackStatus.ACTIVE, NOW, 42)
     decoded = [decode_change(json.loads(message)) for message in encode_changes([change, created])]
     assert decoded == [change, created]

@@ -7,5 +7,16 @@ from service.db.models.callback import Callback, CallbackAttempt
 from service.db.models.campaign import Campaign
 from service.db.models.contact import Contact
 from service.db.models.job import Job
+from service.db.models.status_change import StatusChangeEntry
 
-__all__ = ["Agent", "ApiKey", "Base", "Callback", "CallbackAttempt", "Campaign", "Contact", "Job"]
+__all__ = [
+    "Agent",
+    "ApiKey",
+    "Base",
+    "Callback",
+    "CallbackAttempt",
+    "Campaign",
+    "Contact",
+    "Job",
+    "StatusChangeEntry",
+]
