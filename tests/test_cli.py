@@ -106,31 +106,37 @@ def test_cli_version_prints_the_installed_version() -> None:
     assert result.stdout.strip() == f"pomreport {importlib.metadata.version('pomreport')}"
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command path of the parser: ("migrate",), ("apikey", "create"), ..."""
-    found = []
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every command path of the parser, ("migrate",), ("apikey", "create"), ..., with the
+    parser whose help `pomreport <path> --help` prints."""
+    found = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, subparser in action.choices.items():
-                found.append((*path, name))
-                found.extend(_commands(subparser, (*path, name)))
+                found[(*path, name)] = subparser
+                found.update(_commands(subparser, (*path, name)))
     return found
 
 
 def test_cli_every_command_describes_itself_in_its_help() -> None:
+    # The parsers' own help texts: what --help prints, without a process per command.
     commands = _commands(_build_parser())
     assert ("migrate",) in commands
     assert ("apikey", "revoke") in commands
-    for command in commands:
-        result = _pomreport(*command, "--help")
-        assert result.returncode == 0, result.stderr
-        _usage, _, rest = result.stdout.partition("\n\n")
+    for command, parser in commands.items():
+        text = parser.format_help()
+        _usage, _, rest = text.partition("\n\n")
         description = rest.split("\n\n")[0]
-        assert not description.startswith(("options:", "positional arguments:")), (
-            command,
-            result.stdout,
-        )
-        assert len(description.split()) >= 8, (command, result.stdout)
+        assert not description.startswith(("options:", "positional arguments:")), (command, text)
+        assert len(description.split()) >= 8, (command, text)
+
+
+def test_cli_help_is_what_the_command_prints() -> None:
+    result = _pomreport("apikey", "create", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _commands(_build_parser())[("apikey", "create")].format_help()
 
 
 def test_cli_serve_on_a_busy_port_says_so_before_anything_else(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ from starlette.types import Receive, Scope, Send
 from service.app import create_app
 from service.settings import Settings
 from tests.callbacks.test_rules import SCHEDULE, T0, _iso
-from tests.conftest import PostgresqlDatabases
 from tests.serve_process import free_port
 
 SUBSCRIPTION = """subscription {
@@ -198,21 +197,6 @@ async def test_real_websocket_client_receives_changes_and_cleans_up(
 # Separate `pomreport serve` processes -----------------------------------------------------
 
 
-@pytest.fixture
-def postgresql_url(postgresql_databases: PostgresqlDatabases) -> Iterator[URL]:
-    """Instances share events through PostgreSQL or Redis, so this runs on PostgreSQL only."""
-    url = postgresql_databases.create(migrated=True)
-    yield url
-    postgresql_databases.drop(url)
-
-
-@pytest.fixture(params=["postgresql-notify", "redis"])
-def transport_environment(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "redis":
-        return {"REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")}
-    return {}
-
-
 @dataclass(frozen=True)
 class _Instance:
     """A `pomreport serve` process and the address it listens on."""
@@ -260,7 +244,8 @@ async def _serve(url: URL, extra: dict[str, str], *arguments: str) -> AsyncItera
                 await asyncio.sleep(0.1)
         yield _Instance(f"127.0.0.1:{port}", process.pid)
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            process.terminate()
         await asyncio.wait_for(process.wait(), 20)
 
 

@@ -1,0 +1,202 @@
+"""Faults that must lose nothing: a server killed with SIGKILL in the middle of mutations,
+while subscribers listen on another instance (PostgreSQL, events through NOTIFY or Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+import websockets
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.db.engines import create_engine, create_session_maker
+from service.db.models.callback import Callback, CallbackStatus
+from service.db.models.status_change import StatusChangeEntry
+from tests.callbacks.test_rules import SCHEDULE, T0, _iso
+from tests.events.test_servers import SETUP, START_JOB, _serve
+
+WATCH = """subscription($after: ID) {
+  callbackStatusChanged(after: $after) { changeId status callback { callbackId } }
+}"""
+COMPLETE = """mutation($id: String!) {
+  recordCallbackAttempt(input: {callbackId: $id, agentId: "A1", completed: true}) {
+    callbackStatus
+  }
+}"""
+CLIENTS = 32
+
+
+class _Watcher:
+    """A subscriber that records every changeId it receives; it can drop its connection and
+    resume after the last one."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.received: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    def start(self) -> None:
+        after = str(self.received[-1]) if self.received else None
+        self.subscribed.clear()
+        self._task = asyncio.create_task(self._listen(after))
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def heard(self, count: int) -> None:
+        """Wait until `count` changes have arrived."""
+        async with asyncio.timeout(30):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    async def _listen(self, after: str | None) -> None:
+        async with websockets.connect(
+            f"ws://{self.address}/graphql",
+            subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+        ) as connection:
+            await connection.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await connection.recv())["type"] == "connection_ack"
+            payload = {"query": WATCH, "variables": {"after": after}}
+            await connection.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            self.subscribed.set()
+            async for message in connection:
+                event = json.loads(message)
+                assert event["type"] == "next", event
+                change = event["payload"]["data"]["callbackStatusChanged"]
+                self.received.append(int(change["changeId"]))
+                self.arrived.set()
+
+
+async def _mutate_until(base_url: str, stop: asyncio.Event, client_number: int) -> int:
+    """Schedule (often on a call another client uses too: overwrites) and complete callbacks
+    until `stop`; return how many requests got an answer. Failed requests (the server was
+    killed) are simply tried again later."""
+    rng = random.Random(client_number)
+    answered = 0
+    scheduled: list[str] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        for number in range(10_000):
+            if stop.is_set():
+                break
+            try:
+                if scheduled and rng.random() < 0.3:
+                    body = {"query": COMPLETE, "variables": {"id": rng.choice(scheduled)}}
+                else:
+                    callback_id = f"CB-{client_number}-{number}"
+                    scheduled.append(callback_id)
+                    variables = {
+                        "input": {
+                            "callbackId": callback_id,
+                            "callbackType": "CAMPAIGN",
+                            "jobId": 7,
+                            "creatorAgentId": "A1",
+                            "contactId": "C1",
+                            "callId": f"CALL-{rng.randrange(40)}",
+                            "creationTime": _iso(T0),
+                            "scheduledStartTime": _iso(T0),
+                            "scheduledEndTime": "2099-01-01T00:00:00Z",
+                        }
+                    }
+                    body = {"query": SCHEDULE, "variables": variables}
+                response = await client.post("/graphql", json=body)
+                codes = {e["extensions"]["code"] for e in response.json().get("errors", [])}
+                # CONFLICT: completing a callback another client's schedule overwrote.
+                assert codes <= {"CONFLICT", "SERVICE_UNAVAILABLE"}, response.text
+                answered += 1
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    return answered
+
+
+async def _log_and_callbacks(
+    url: URL,
+) -> tuple[list[StatusChangeEntry], list[Callback]]:
+    engine = create_engine(url)
+    session_maker: async_sessionmaker[AsyncSession] = create_session_maker(engine)
+    try:
+        async with session_maker() as session:
+            log = list(await session.scalars(select(StatusChangeEntry).order_by("id")))
+            callbacks = list(await session.scalars(select(Callback)))
+        return log, callbacks
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _mutating(base_url: str) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    clients = [asyncio.create_task(_mutate_until(base_url, stop, n)) for n in range(CLIENTS)]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        assert sum(await asyncio.gather(*clients)) > 0
+
+
+async def test_sigkill_mid_mutations_loses_no_committed_change(
+    postgresql_url: URL, transport_environment: dict[str, str]
+) -> None:
+    environment = {**transport_environment, "POMREPORT_RELAY_SECONDS": "0.5"}
+    async with _serve(postgresql_url, environment) as listening:
+        async with httpx.AsyncClient(base_url=f"http://{listening.address}") as client:
+            for query in (SETUP, START_JOB):
+                assert "errors" not in (await client.post("/graphql", json={"query": query})).json()
+        live = _Watcher(listening.address)  # stays connected throughout
+        resuming = _Watcher(listening.address)  # away while the server is killed
+        for watcher in (live, resuming):
+            watcher.start()
+            await asyncio.wait_for(watcher.subscribed.wait(), 10)
+        await asyncio.sleep(0.5)  # the subscriptions have started on the server
+        async with (
+            _serve(postgresql_url, environment) as doomed,
+            _mutating(f"http://{doomed.address}"),
+        ):
+            await live.heard(30)
+            await resuming.stop()
+            await live.heard(60)  # with mutations in flight, some of them committing
+            os.kill(doomed.pid, signal.SIGKILL)
+        async with (
+            _serve(postgresql_url, environment) as restarted,
+            _mutating(f"http://{restarted.address}"),
+        ):
+            await live.heard(90)
+        resuming.start()
+        log, callbacks = await _log_and_callbacks(postgresql_url)
+        logged = [entry.id for entry in log]
+        # Every committed change reaches both: the live one through the transports (and the
+        # relay, for what the killed server committed but never published), the resuming one
+        # from the log and then live. Each exactly once.
+        for watcher in (live, resuming):
+            await watcher.heard(len(logged))
+            await asyncio.sleep(1)  # a duplicate would arrive meanwhile
+            assert sorted(watcher.received) == logged
+            await watcher.stop()
+    # The SPEC's invariants, from the log and the rows: each change follows the one before it
+    # (so no terminal callback ever changed) and ends where the callback is now.
+    current = {callback.callback_id: callback.status for callback in callbacks}
+    last: dict[str, CallbackStatus] = {}
+    for entry in log:
+        assert entry.previous_status == last.get(entry.callback_id), entry.callback_id
+        assert entry.previous_status in (None, CallbackStatus.ACTIVE), entry.callback_id
+        last[entry.callback_id] = entry.status
+    assert last == current
+    active = [
+        (c.creator_agent_id, c.contact_id, c.call_id)
+        for c in callbacks
+        if c.status is CallbackStatus.ACTIVE
+    ]
+    assert len(active) == len(set(active))
