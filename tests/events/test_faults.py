@@ -1,5 +1,6 @@
-"""Faults that must lose nothing: a server killed with SIGKILL in the middle of mutations,
-while subscribers listen on another instance (PostgreSQL, events through NOTIFY or Redis)."""
+"""Faults that must lose nothing, on PostgreSQL: a server killed with SIGKILL in the middle of
+mutations while subscribers listen on another instance (events through NOTIFY or Redis), and
+Redis killed and restarted under the same load."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from service.db.models.callback import Callback, CallbackStatus
 from service.db.models.status_change import StatusChangeEntry
 from tests.callbacks.test_rules import SCHEDULE, T0, _iso
 from tests.events.test_servers import SETUP, START_JOB, _serve
+from tests.serve_process import free_port
 
 WATCH = """subscription($after: ID) {
   callbackStatusChanged(after: $after) { changeId status callback { callbackId } }
@@ -200,3 +202,66 @@ async def test_sigkill_mid_mutations_loses_no_committed_change(
         if c.status is CallbackStatus.ACTIVE
     ]
     assert len(active) == len(set(active))
+
+
+@contextlib.asynccontextmanager
+async def _redis_server(port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A Redis of the test's own, on `port`, keeping nothing on disk."""
+    process = await asyncio.create_subprocess_exec(
+        *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+        *("--appendonly", "no"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def test_redis_killed_and_restarted_mid_mutations_loses_no_change(
+    postgresql_url: URL,
+) -> None:
+    redis_port = free_port()
+    environment = {
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "POMREPORT_RELAY_SECONDS": "0.5",
+    }
+    async with (
+        _redis_server(redis_port) as redis, _serve(postgresql_url, environment) as listening,
+        _serve(postgresql_url, environment) as mutated,
+    ):
+        async with httpx.AsyncClient(base_url=f"http://{mutated.address}") as client:
+            for query in (SETUP, START_JOB):
+                body = (await client.post("/graphql", json={"query": query})).json()
+                assert "errors" not in body
+        live = _Watcher(listening.address)
+        live.start()
+        await asyncio.wait_for(live.subscribed.wait(), 10)
+        await asyncio.sleep(0.5)
+        async with _mutating(f"http://{mutated.address}"):
+            await live.heard(30)
+            redis.kill()
+            await redis.wait()
+            # Mutations go on committing; their publication fails; the log keeps them.
+            await asyncio.sleep(2)
+            async with _redis_server(redis_port):
+                await live.heard(len(live.received) + 30)
+                await asyncio.sleep(1)
+                log, _callbacks = await _log_and_callbacks(postgresql_url)
+        logged = [entry.id for entry in log]
+        # What the mutations committed after the log was read is not compared.
+        await live.heard(len(logged))
+        await live.stop()
+    assert sorted(change for change in live.received if change <= logged[-1]) == logged
