@@ -132,6 +132,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.transactions.write_session_maker,
             events.transport,
             retention=dt.timedelta(days=settings.change_log_retention_days),
+            read_session_maker=app.state.session_maker,
         )
         background: list[asyncio.Task[None]] = []
         try:

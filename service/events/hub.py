@@ -35,6 +35,9 @@ _LOAD_CHUNK = 5000
 # Change IDs a hub remembers having taken, to drop a change that arrives twice (the relay
 # and the instance that committed it may both publish it; a catch-up rereads some).
 _REMEMBERED_CHANGES = 100_000
+_CATCH_UP_ATTEMPTS = 5
+_CATCH_UP_PAUSE_SECONDS = 0.5
+_RETRY_LOAD_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,17 +190,28 @@ class EventHub:
     async def catch_up(self) -> None:
         """The transport has (re)connected: take from the change log what was committed
         since the newest change taken, which the transport may have dropped while it was
-        away. On the first connection there is nothing to catch up: note where the log is."""
-        try:
-            async with self._session_maker() as session:
-                if self._newest_taken is None:
-                    self._newest_taken = await change_log.newest_id(session) or 0
+        away. On the first connection there is nothing to catch up: note where the log is.
+
+        Tried a few times: after a database restart the first pooled connections are dead,
+        and each failure makes the pool replace them."""
+        for attempt in range(1, _CATCH_UP_ATTEMPTS + 1):
+            try:
+                await self._catch_up_once()
+                return
+            except Exception:
+                if attempt == _CATCH_UP_ATTEMPTS:
+                    logger.exception("could not catch up on status changes from the log")
                     return
-                while changes := await change_log.changes_after(session, self._newest_taken):
-                    logger.info("caught up on %d status changes from the log", len(changes))
-                    self.receive(changes)
-        except Exception:
-            logger.exception("could not catch up on status changes from the change log")
+                await asyncio.sleep(_CATCH_UP_PAUSE_SECONDS)
+
+    async def _catch_up_once(self) -> None:
+        async with self._session_maker() as session:
+            if self._newest_taken is None:
+                self._newest_taken = await change_log.newest_id(session) or 0
+                return
+            while changes := await change_log.changes_after(session, self._newest_taken):
+                logger.info("caught up on %d status changes from the log", len(changes))
+                self.receive(changes)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, change_filter: ChangeFilter) -> AsyncIterator[Subscriber]:
@@ -227,15 +241,27 @@ class EventHub:
             self._sinks.discard(sink)
 
     async def _deliver_forever(self) -> None:
+        batch: list[StatusChange] = []
+        failures = 0
         while True:
-            batch = [await self._inbox.get()]
+            if not batch:
+                batch.append(await self._inbox.get())
             while not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             try:
                 delivered = await self.load(batch)
             except Exception:
-                logger.exception("could not load %d status changes for subscribers", len(batch))
+                # The database is restarting, say: the changes are kept, in order, and loaded
+                # again shortly; dropping them would lose them for good (they count as taken).
+                failures += 1
+                logger.warning(
+                    "could not load %d status changes for subscribers; trying again",
+                    len(batch),
+                    exc_info=failures == 1,
+                )
+                await asyncio.sleep(_RETRY_LOAD_SECONDS)
                 continue
+            batch, failures = [], 0
             for change in delivered:
                 for sink in list(self._sinks):
                     sink.offer(change)

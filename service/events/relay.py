@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 PUBLISH_GRACE = dt.timedelta(seconds=5)
 _BATCH = 1000
 _PRUNE_EVERY = dt.timedelta(hours=1)
+_FIRST_PRUNE_AFTER = dt.timedelta(minutes=1)
 
 
 class ChangeLogRelay:
@@ -35,11 +36,17 @@ class ChangeLogRelay:
         transport: EventTransport,
         *,
         retention: dt.timedelta,
+        read_session_maker: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        """`session_maker` writes (the mutations' engine); `read_session_maker`, when given,
+        reads whether anything waits, without taking SQLite's write connection."""
         self._session_maker = session_maker
+        self._read_session_maker = read_session_maker or session_maker
         self._transport = transport
         self._retention = retention
-        self._pruned_at: dt.datetime | None = None
+        # The first prune comes an interval after start, not during it (nor in the middle
+        # of a short-lived test's requests).
+        self._pruned_at = utc_now() - _PRUNE_EVERY + _FIRST_PRUNE_AFTER
 
     async def relay_once(self, *, now: dt.datetime | None = None) -> int:
         """Publish the unpublished changes made before the grace; return how many."""
@@ -65,8 +72,9 @@ class ChangeLogRelay:
         return published
 
     async def _any_unpublished(self, changed_before: dt.datetime) -> bool:
-        """A read first, so that an idle relay never takes SQLite's write lock."""
-        async with self._session_maker() as session:
+        """A read first, on the read engine, so that an idle relay never takes SQLite's write
+        connection."""
+        async with self._read_session_maker() as session:
             return bool(
                 await session.scalar(
                     select(
@@ -95,7 +103,7 @@ class ChangeLogRelay:
             try:
                 await self.relay_once()
                 now = utc_now()
-                if self._pruned_at is None or now - self._pruned_at >= _PRUNE_EVERY:
+                if now - self._pruned_at >= _PRUNE_EVERY:
                     await self.prune_once(now=now)
             except Exception:
                 logger.exception("change log relay failed; trying again in %s s", interval_seconds)

@@ -104,9 +104,9 @@ class PostgresqlNotifyTransport:
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, self._on_notification)
-                self.listening.set()
                 if self._hub is not None:
                     await self._hub.catch_up()
+                self.listening.set()
                 await lost.wait()
                 logger.warning("lost the PostgreSQL LISTEN connection; reconnecting")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
@@ -175,8 +175,8 @@ class RedisTransport:
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(CHANNEL)
-            self.listening.set()
             await hub.catch_up()
+            self.listening.set()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     data = message["data"]

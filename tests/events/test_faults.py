@@ -1,16 +1,20 @@
 """Faults that must lose nothing, on PostgreSQL: a server killed with SIGKILL in the middle of
 mutations while subscribers listen on another instance (events through NOTIFY or Redis), and
-Redis killed and restarted under the same load."""
+Redis killed and restarted, and PostgreSQL stopped and started, under the same load."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import random
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import httpx
 import websockets
@@ -22,7 +26,9 @@ from service.db.engines import create_engine, create_session_maker
 from service.db.models.callback import Callback, CallbackStatus
 from service.db.models.status_change import StatusChangeEntry
 from tests.callbacks.test_rules import SCHEDULE, T0, _iso
+from tests.conftest import PostgresqlDatabases
 from tests.events.test_servers import SETUP, START_JOB, _serve
+from tests.own_postgresql import own_cluster
 from tests.serve_process import free_port
 
 WATCH = """subscription($after: ID) {
@@ -33,6 +39,7 @@ COMPLETE = """mutation($id: String!) {
     callbackStatus
   }
 }"""
+COUNT = "{ callbacks { totalCount } }"
 CLIENTS = 32
 
 
@@ -83,45 +90,60 @@ class _Watcher:
                 self.arrived.set()
 
 
-async def _mutate_until(base_url: str, stop: asyncio.Event, client_number: int) -> int:
+@dataclass
+class _Load:
+    """What the mutating clients saw: the schedules acknowledged (answered without error,
+    so committed) and every error code."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    acknowledged: set[str] = field(default_factory=set)
+    codes: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Each round of clients names its callbacks apart from the rounds before.
+    round: int = 0
+
+
+async def _mutate_until(base_url: str, load: _Load, client_number: int) -> None:
     """Schedule (often on a call another client uses too: overwrites) and complete callbacks
-    until `stop`; return how many requests got an answer. Failed requests (the server was
-    killed) are simply tried again later."""
+    until told to stop. A request the server could not answer (it was killed) is not retried:
+    the next one goes on."""
     rng = random.Random(client_number)
-    answered = 0
     scheduled: list[str] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
         for number in range(10_000):
-            if stop.is_set():
+            if load.stop.is_set():
                 break
-            try:
-                if scheduled and rng.random() < 0.3:
-                    body = {"query": COMPLETE, "variables": {"id": rng.choice(scheduled)}}
-                else:
-                    callback_id = f"CB-{client_number}-{number}"
-                    scheduled.append(callback_id)
-                    variables = {
-                        "input": {
-                            "callbackId": callback_id,
-                            "callbackType": "CAMPAIGN",
-                            "jobId": 7,
-                            "creatorAgentId": "A1",
-                            "contactId": "C1",
-                            "callId": f"CALL-{rng.randrange(40)}",
-                            "creationTime": _iso(T0),
-                            "scheduledStartTime": _iso(T0),
-                            "scheduledEndTime": "2099-01-01T00:00:00Z",
-                        }
+            callback_id = None
+            if scheduled and rng.random() < 0.3:
+                body = {"query": COMPLETE, "variables": {"id": rng.choice(scheduled)}}
+            else:
+                callback_id = f"CB-{load.round}-{client_number}-{number}"
+                variables = {
+                    "input": {
+                        "callbackId": callback_id,
+                        "callbackType": "CAMPAIGN",
+                        "jobId": 7,
+                        "creatorAgentId": "A1",
+                        "contactId": "C1",
+                        "callId": f"CALL-{rng.randrange(40)}",
+                        "creationTime": _iso(T0),
+                        "scheduledStartTime": _iso(T0),
+                        "scheduledEndTime": "2099-01-01T00:00:00Z",
                     }
-                    body = {"query": SCHEDULE, "variables": variables}
+                }
+                body = {"query": SCHEDULE, "variables": variables}
+            try:
                 response = await client.post("/graphql", json=body)
-                codes = {e["extensions"]["code"] for e in response.json().get("errors", [])}
-                # CONFLICT: completing a callback another client's schedule overwrote.
-                assert codes <= {"CONFLICT", "SERVICE_UNAVAILABLE"}, response.text
-                answered += 1
             except httpx.TransportError:
+                load.codes["no answer"] += 1
                 await asyncio.sleep(0.05)
-    return answered
+                continue
+            codes = {e["extensions"]["code"] for e in response.json().get("errors", [])}
+            # CONFLICT: completing a callback another client's schedule overwrote.
+            assert codes <= {"CONFLICT", "SERVICE_UNAVAILABLE"}, response.text
+            load.codes.update(codes or {"OK"})
+            if callback_id is not None and not codes:
+                load.acknowledged.add(callback_id)
+                scheduled.append(callback_id)
 
 
 async def _log_and_callbacks(
@@ -139,14 +161,40 @@ async def _log_and_callbacks(
 
 
 @contextlib.asynccontextmanager
-async def _mutating(base_url: str) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    clients = [asyncio.create_task(_mutate_until(base_url, stop, n)) for n in range(CLIENTS)]
+async def _mutating(base_url: str, load: _Load | None = None) -> AsyncIterator[_Load]:
+    """`CLIENTS` clients mutating through `base_url` while the block runs."""
+    load = load or _Load()
+    load.stop.clear()
+    load.round += 1
+    clients = [asyncio.create_task(_mutate_until(base_url, load, n)) for n in range(CLIENTS)]
     try:
-        yield stop
+        yield load
     finally:
-        stop.set()
-        assert sum(await asyncio.gather(*clients)) > 0
+        load.stop.set()
+        await asyncio.gather(*clients)
+    assert load.codes["OK"] > 0, load.codes
+
+
+def _assert_nothing_lost(
+    log: list[StatusChangeEntry], callbacks: list[Callback], load: _Load
+) -> None:
+    """Every acknowledged schedule is there, and the SPEC's invariants hold, from the log and
+    the rows: each change follows the one before it (so no terminal callback ever changed)
+    and ends where the callback is now; at most one ACTIVE callback per call."""
+    current = {callback.callback_id: callback.status for callback in callbacks}
+    assert load.acknowledged <= current.keys()
+    last: dict[str, CallbackStatus] = {}
+    for entry in log:
+        assert entry.previous_status == last.get(entry.callback_id), entry.callback_id
+        assert entry.previous_status in (None, CallbackStatus.ACTIVE), entry.callback_id
+        last[entry.callback_id] = entry.status
+    assert last == current
+    active = [
+        (c.creator_agent_id, c.contact_id, c.call_id)
+        for c in callbacks
+        if c.status is CallbackStatus.ACTIVE
+    ]
+    assert len(active) == len(set(active))
 
 
 async def test_sigkill_mid_mutations_loses_no_committed_change(
@@ -163,9 +211,10 @@ async def test_sigkill_mid_mutations_loses_no_committed_change(
             watcher.start()
             await asyncio.wait_for(watcher.subscribed.wait(), 10)
         await asyncio.sleep(0.5)  # the subscriptions have started on the server
+        load = _Load()
         async with (
             _serve(postgresql_url, environment) as doomed,
-            _mutating(f"http://{doomed.address}"),
+            _mutating(f"http://{doomed.address}", load),
         ):
             await live.heard(30)
             await resuming.stop()
@@ -173,7 +222,7 @@ async def test_sigkill_mid_mutations_loses_no_committed_change(
             os.kill(doomed.pid, signal.SIGKILL)
         async with (
             _serve(postgresql_url, environment) as restarted,
-            _mutating(f"http://{restarted.address}"),
+            _mutating(f"http://{restarted.address}", load),
         ):
             await live.heard(90)
         resuming.start()
@@ -187,21 +236,7 @@ async def test_sigkill_mid_mutations_loses_no_committed_change(
             await asyncio.sleep(1)  # a duplicate would arrive meanwhile
             assert sorted(watcher.received) == logged
             await watcher.stop()
-    # The SPEC's invariants, from the log and the rows: each change follows the one before it
-    # (so no terminal callback ever changed) and ends where the callback is now.
-    current = {callback.callback_id: callback.status for callback in callbacks}
-    last: dict[str, CallbackStatus] = {}
-    for entry in log:
-        assert entry.previous_status == last.get(entry.callback_id), entry.callback_id
-        assert entry.previous_status in (None, CallbackStatus.ACTIVE), entry.callback_id
-        last[entry.callback_id] = entry.status
-    assert last == current
-    active = [
-        (c.creator_agent_id, c.contact_id, c.call_id)
-        for c in callbacks
-        if c.status is CallbackStatus.ACTIVE
-    ]
-    assert len(active) == len(set(active))
+    _assert_nothing_lost(log, callbacks, load)
 
 
 @contextlib.asynccontextmanager
@@ -239,7 +274,8 @@ async def test_redis_killed_and_restarted_mid_mutations_loses_no_change(
         "POMREPORT_RELAY_SECONDS": "0.5",
     }
     async with (
-        _redis_server(redis_port) as redis, _serve(postgresql_url, environment) as listening,
+        _redis_server(redis_port) as redis,
+        _serve(postgresql_url, environment) as listening,
         _serve(postgresql_url, environment) as mutated,
     ):
         async with httpx.AsyncClient(base_url=f"http://{mutated.address}") as client:
@@ -265,3 +301,55 @@ async def test_redis_killed_and_restarted_mid_mutations_loses_no_change(
         await live.heard(len(logged))
         await live.stop()
     assert sorted(change for change in live.received if change <= logged[-1]) == logged
+
+
+async def test_postgresql_restarted_mid_mutations_is_unavailable_then_recovers_losing_nothing(
+    postgresql_databases: PostgresqlDatabases,
+) -> None:
+    """On a cluster of the test's own (`postgresql_databases` only ties the test to the
+    PostgreSQL runs): stopped while 32 clients mutate, then started again."""
+    with own_cluster() as cluster:
+        environment = {**os.environ, "DATABASE_URL": cluster.url.render_as_string(False)}
+        migrate = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "service.cli", "migrate"),
+            env=environment,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        assert await asyncio.wait_for(migrate.wait(), 60) == 0
+        async with (
+            _serve(cluster.url, {"POMREPORT_RELAY_SECONDS": "0.5"}) as instance,
+            httpx.AsyncClient(base_url=f"http://{instance.address}", timeout=10) as client,
+        ):
+            for query in (SETUP, START_JOB):
+                assert "errors" not in (await client.post("/graphql", json={"query": query})).json()
+            live = _Watcher(instance.address)
+            live.start()
+            await asyncio.wait_for(live.subscribed.wait(), 10)
+            await asyncio.sleep(0.5)
+            async with _mutating(f"http://{instance.address}") as load:
+                await live.heard(30)
+                await asyncio.to_thread(cluster.stop)
+                started = time.monotonic()
+                during = await client.post("/graphql", json={"query": COUNT})
+                assert time.monotonic() - started < 3
+                assert during.status_code == 503
+                assert during.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+                assert (await client.get("/readyz")).status_code == 503
+                await asyncio.sleep(1)
+                await asyncio.to_thread(cluster.start)
+                # Recovery without restarting the service.
+                async with asyncio.timeout(20):
+                    while True:
+                        if (await client.get("/readyz")).status_code == 200:
+                            break
+                        await asyncio.sleep(0.2)
+                await live.heard(len(live.received) + 30)
+            log, callbacks = await _log_and_callbacks(cluster.url)
+            _assert_nothing_lost(log, callbacks, load)
+            assert load.codes["SERVICE_UNAVAILABLE"] + load.codes["no answer"] > 0, load.codes
+            logged = [entry.id for entry in log]
+            # The LISTEN connection dropped with the server; the hub caught up from the log.
+            await live.heard(len(logged))
+            await asyncio.sleep(1)
+            await live.stop()
+        assert sorted(live.received) == logged
