@@ -1,5 +1,6 @@
 """The Starlette application: /graphql, /healthz, /readyz, /metrics and the report's CSV
-download around one database engine, with CORS for the allowed origins."""
+download around one database engine, with CORS for the allowed origins and rate limits per API
+key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp
 from service import metrics
 from service.auth.api_keys import ApiKeyRegistry
 from service.auth.http import ApiKeyAuthentication
+from service.auth.rate_limits import create_rate_limiter
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.callbacks.transactions import Transactions
 from service.compiled.endpoint import CompiledQueryEndpoint
@@ -128,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             open_to_proxied=settings.allow_unauthenticated,
             cache_seconds=settings.api_key_cache_seconds,
         )
+        app.state.rate_limits = create_rate_limiter(settings)
         relay = ChangeLogRelay(
             app.state.transactions.write_session_maker,
             events.transport,
@@ -156,6 +159,7 @@ def create_app(settings: Settings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await events.stop()
+            await app.state.rate_limits.close()
             if write_engine is not engine:
                 await write_engine.dispose()
             await engine.dispose()
