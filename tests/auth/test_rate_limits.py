@@ -126,16 +126,25 @@ async def test_retry_after_is_how_long_until_a_token_is_back() -> None:
 
 
 def test_over_the_limit_post_and_get_graphql_answer_429_with_retry_after(
-    database_url: URL,
+    database_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     keys = _keys(database_url)
-    with TestClient(create_app(_settings(database_url))) as client:
+    with (
+        caplog.at_level(logging.INFO, logger="service.requests"),
+        TestClient(create_app(_settings(database_url))) as client,
+    ):
         # POST and GET draw on one bucket per key.
         assert _post(client, keys["viewer"]).status_code == 200
-        assert client.get("/graphql", params={"query": QUERY}, headers=_bearer(keys["viewer"]))
+        get = client.get("/graphql", params={"query": QUERY}, headers=_bearer(keys["viewer"]))
+        assert get.status_code == 200
         assert _post(client, keys["viewer"]).json() == {"data": {"campaigns": {"totalCount": 0}}}
+        caplog.clear()
         retry_after = _assert_rate_limited(_post(client, keys["viewer"]))
         assert retry_after == 100  # one token at 0.01 a second
+        # The request log names the key that was refused.
+        (line,) = [r for r in caplog.records if r.name == "service.requests"]
+        noted = vars(line)
+        assert (noted["outcome"], noted["status"], noted["role"]) == ("http_429", 429, "viewer")
         get = client.get("/graphql", params={"query": QUERY}, headers=_bearer(keys["viewer"]))
         _assert_rate_limited(get)
         # In the media type the client asked for.
