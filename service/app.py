@@ -1,5 +1,6 @@
 """The Starlette application: /graphql, /healthz, /readyz, /metrics and the report's CSV
-download around one database engine, with CORS for the allowed origins."""
+download around one database engine, with CORS for the allowed origins and rate limits per API
+key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp
 from service import metrics
 from service.auth.api_keys import ApiKeyRegistry
 from service.auth.http import ApiKeyAuthentication
+from service.auth.key_usage import KeyUsage
+from service.auth.rate_limits import create_rate_limiter
 from service.callbacks.expiry_sweeper import sweep_forever
 from service.callbacks.transactions import Transactions
 from service.compiled.endpoint import CompiledQueryEndpoint
@@ -121,13 +124,17 @@ def create_app(settings: Settings) -> Starlette:
         app.state.session_maker = create_session_maker(engine)
         events = create_callback_events(settings, app.state.session_maker)
         app.state.events = events
-        app.state.transactions = Transactions(create_session_maker(write_engine), events)
+        write_session_maker = create_session_maker(write_engine)
+        app.state.transactions = Transactions(write_session_maker, events)
+        key_usage = app.state.key_usage = KeyUsage(write_session_maker)
         app.state.api_keys = ApiKeyRegistry(
             app.state.session_maker,
             open_without_keys=settings.open_without_keys or settings.allow_unauthenticated,
             open_to_proxied=settings.allow_unauthenticated,
             cache_seconds=settings.api_key_cache_seconds,
+            on_use=key_usage.note,
         )
+        app.state.rate_limits = create_rate_limiter(settings)
         relay = ChangeLogRelay(
             app.state.transactions.write_session_maker,
             events.transport,
@@ -138,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             await events.start()
             await app.state.api_keys.start()
+            await key_usage.start()
             background.append(
                 asyncio.create_task(
                     relay.run_forever(settings.relay_seconds), name="change-log-relay"
@@ -157,6 +165,8 @@ def create_app(settings: Settings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await events.stop()
+            await key_usage.stop()  # writes the last uses still noted
+            await app.state.rate_limits.close()
             if write_engine is not engine:
                 await write_engine.dispose()
             await engine.dispose()

@@ -181,7 +181,8 @@ def _build_parser() -> argparse.ArgumentParser:
         apikey_commands,
         "list",
         "list keys (never the keys themselves)",
-        "List every key's id, role, agent, name, creation, expiry and revocation.",
+        "List every key's id, role, agent, name, creation, expiry, revocation and last use "
+        "(written at most once a minute, so up to a minute behind).",
     )
     listing.set_defaults(command=_apikey_list)
     revoke = _command(
@@ -479,13 +480,16 @@ def _apikey_list(settings: Settings, _arguments: argparse.Namespace) -> int:
     now = utc_now()
     print(
         f"{'ID':>4}  {'PREFIX':<14}{'ROLE':<10}{'AGENT':<12}{'CREATED':<22}{'EXPIRES':<30}"
-        f"{'REVOKED':<22}NAME"
+        f"{'REVOKED':<22}{'LAST USED':<22}NAME"
     )
     for row in rows:
         revoked = _minutes(row.revoked_at) if row.revoked_at else "-"
+        # Written at most once a minute, so up to a minute behind (service.auth.key_usage).
+        last_used = _minutes(row.last_used_at) if row.last_used_at else "never"
         print(
             f"{row.id:>4}  {row.key_prefix + '…':<14}{row.role.value:<10}{row.agent_id or '-':<12}"
-            f"{_minutes(row.created_at):<22}{_describe_expiry(row, now):<30}{revoked:<22}{row.name}"
+            f"{_minutes(row.created_at):<22}{_describe_expiry(row, now):<30}{revoked:<22}"
+            f"{last_used:<22}{row.name}"
         )
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import asyncpg
 from graphql import GraphQLError
@@ -94,6 +94,18 @@ class CursorExpiredError(ClientError):
     """A subscription asked to resume after a change the change log no longer keeps."""
 
     code = "CURSOR_EXPIRED"
+
+
+class RateLimitedError(ClientError):
+    """The caller's key made more requests than its role's rate limit allows; it may try again
+    in `retry_after` seconds (HTTP 429 with `Retry-After`, and `extensions.retryAfter`)."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.extensions = {"code": self.code, "retryAfter": retry_after}
 
 
 class SubscriberTooSlowError(ClientError):
@@ -206,9 +218,12 @@ class HTTPRequestError(Exception):
         self.status, self.message, self.code = status, message, code
 
 
-def graphql_error_body(message: str, code: str) -> bytes:
-    """A GraphQL-shaped error response body."""
-    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+def graphql_error_body(
+    message: str, code: str, extensions: Mapping[str, object] | None = None
+) -> bytes:
+    """A GraphQL-shaped error response body; `extensions` beside the code, if any."""
+    error = {"message": message, "extensions": {"code": code, **(extensions or {})}}
+    return json.dumps({"errors": [error]}).encode()
 
 
 async def send_graphql_error(
@@ -219,10 +234,11 @@ async def send_graphql_error(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     *,
     accept: str | None = None,
+    extensions: Mapping[str, object] | None = None,
 ) -> None:
     """Answer an HTTP request with a GraphQL-shaped error body, in the JSON media type the
     request's `accept` header asks for."""
-    body = graphql_error_body(message, code)
+    body = graphql_error_body(message, code, extensions)
     media_type = response_media_type(accept).encode()
     headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
     headers.extend(extra_headers or [])

@@ -42,6 +42,14 @@ class QueryLimits:
 DEFAULT_QUERY_LIMITS = QueryLimits()
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: `per_second` requests a second on average, `burst` at once."""
+
+    per_second: float
+    burst: int
+
+
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with; the message says which and why."""
 
@@ -114,6 +122,19 @@ def parse_redis_url(raw: str | None, variable: str = "REDIS_URL") -> str | None:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"{variable} {raw!r} is not a redis:// or rediss:// URL")
     return raw
+
+
+def parse_rate_limit(raw: str, variable: str) -> RateLimit:
+    """Parse `RATE,BURST`: requests a second on average (a number above 0) and how many may
+    come at once (a whole number of at least 1), e.g. `20,100`."""
+    rate, comma, burst = raw.partition(",")
+    wanted = "RATE,BURST (requests a second, and at once), e.g. 20,100"
+    if not comma:
+        raise SettingsError(f"{variable} {raw!r} is not {wanted}")
+    per_second = _number(rate.strip(), variable, float, wanted)
+    if not 0 < per_second < float("inf"):
+        raise SettingsError(f"{variable} needs a rate above 0, got {rate.strip()}")
+    return RateLimit(per_second, parse_positive_int(burst.strip(), variable))
 
 
 def parse_seconds(raw: str, variable: str) -> float:
@@ -296,6 +317,31 @@ class Settings:
     # before `serve` closes them; WebSockets are closed at once with 1012.
     shutdown_timeout_seconds: int = _read(
         "POMREPORT_SHUTDOWN_TIMEOUT_SECONDS", parse_positive_int, 10
+    )
+    # Requests one API key may make, per role: a token bucket per key (shared by every
+    # instance through Redis when REDIS_URL is set). High enough that no dashboard or
+    # script working at a person's pace meets it; it stops a runaway loop. Off: no limit.
+    rate_limits: bool = _read("POMREPORT_RATE_LIMITS", parse_flag, True)
+    rate_limit_viewer: RateLimit = field(
+        default=RateLimit(20, 100),
+        metadata=_variable("POMREPORT_RATE_LIMIT_VIEWER", parse_rate_limit),
+    )
+    rate_limit_agent: RateLimit = field(
+        default=RateLimit(20, 100),
+        metadata=_variable("POMREPORT_RATE_LIMIT_AGENT", parse_rate_limit),
+    )
+    rate_limit_operator: RateLimit = field(
+        default=RateLimit(50, 250),
+        metadata=_variable("POMREPORT_RATE_LIMIT_OPERATOR", parse_rate_limit),
+    )
+    rate_limit_admin: RateLimit = field(
+        default=RateLimit(100, 500),
+        metadata=_variable("POMREPORT_RATE_LIMIT_ADMIN", parse_rate_limit),
+    )
+    # Where the buckets live in Redis: deployments (or tests) sharing one Redis but not one
+    # database need prefixes of their own, or keys of the same id would share a bucket.
+    rate_limit_redis_prefix: str = _read(
+        "POMREPORT_RATE_LIMIT_REDIS_PREFIX", _text, "pomreport:rate-limit:"
     )
     max_query_depth: int = _read(
         "POMREPORT_MAX_QUERY_DEPTH", parse_positive_int, DEFAULT_QUERY_LIMITS.max_depth

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import Settings, SettingsError
+from service.settings import RateLimit, Settings, SettingsError
 
 
 def test_settings_defaults_to_sqlite_file_through_aiosqlite() -> None:
@@ -48,6 +48,12 @@ def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> Non
         ({"POMREPORT_CORS_ORIGINS": "wallboard.example.com:443"}, "is not an origin"),
         ({"POMREPORT_CORS_ORIGINS": "https://a.example.com:99999"}, "is not an origin"),
         ({"POMREPORT_CORS_ORIGINS": "https://me:secret@a.example.com"}, "user name or password"),
+        ({"POMREPORT_RATE_LIMIT_VIEWER": "20"}, "'20' is not RATE,BURST"),
+        ({"POMREPORT_RATE_LIMIT_AGENT": "fast,100"}, "is not RATE,BURST"),
+        ({"POMREPORT_RATE_LIMIT_OPERATOR": "0,100"}, "needs a rate above 0, got 0"),
+        ({"POMREPORT_RATE_LIMIT_ADMIN": "10,0"}, "must be at least 1, got 0"),
+        ({"POMREPORT_RATE_LIMIT_ADMIN": "10,2.5"}, "is not a whole number"),
+        ({"POMREPORT_RATE_LIMITS": "maybe"}, "is not true or false"),
     ],
 )
 def test_settings_rejects_bad_values_with_the_reason(
@@ -103,3 +109,24 @@ def test_settings_cors_origins_are_read_as_browsers_send_them() -> None:
         "http://localhost:3000",
         "http://[::1]:8080",
     )
+
+
+def test_settings_rate_limits_per_role_default_and_read() -> None:
+    defaults = Settings.from_environment({})
+    assert defaults.rate_limits is True
+    assert (
+        defaults.rate_limit_viewer,
+        defaults.rate_limit_agent,
+        defaults.rate_limit_operator,
+        defaults.rate_limit_admin,
+    ) == (RateLimit(20, 100), RateLimit(20, 100), RateLimit(50, 250), RateLimit(100, 500))
+    settings = Settings.from_environment(
+        {
+            "POMREPORT_RATE_LIMITS": "false",
+            "POMREPORT_RATE_LIMIT_VIEWER": " 0.5 , 10 ",
+            "POMREPORT_RATE_LIMIT_REDIS_PREFIX": "staging:rate:",
+        }
+    )
+    assert settings.rate_limits is False
+    assert settings.rate_limit_viewer == RateLimit(0.5, 10)
+    assert settings.rate_limit_redis_prefix == "staging:rate:"

@@ -8,11 +8,11 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import metrics
@@ -184,6 +184,33 @@ async def rotate_api_key(
     return row, key, old
 
 
+async def mark_keys_used(
+    session_maker: async_sessionmaker[AsyncSession],
+    used_at: Mapping[int, dt.datetime],
+    *,
+    at_most_every: dt.timedelta,
+) -> None:
+    """Note when each key was last used, in one statement for all of them; a key whose
+    recorded use is less than `at_most_every` older (written meanwhile by another process) is
+    left as it is, so the column never moves back and is written at most that often."""
+    if not used_at:
+        return
+    statement = (
+        update(ApiKey)
+        .where(
+            ApiKey.id == bindparam("key_id"),
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= bindparam("written_before")),
+        )
+        .values(last_used_at=bindparam("used_at"))
+    )
+    rows = [
+        {"key_id": key_id, "used_at": at, "written_before": at - at_most_every}
+        for key_id, at in used_at.items()
+    ]
+    async with session_maker() as session, session.begin():
+        await (await session.connection()).execute(statement, rows)
+
+
 class ApiKeyRegistry:
     """Authenticates requests against the `api_key` table, with a short cache.
 
@@ -200,6 +227,9 @@ class ApiKeyRegistry:
     `open_to_proxied`, open mode serves only direct clients: a request a proxy forwarded
     (it carries `Forwarded` or `X-Forwarded-For`) needs a key even then, so a loopback
     server behind a reverse proxy is not open to the world.
+
+    `on_use` hears the id of every key a request is let through with, cached or not, so
+    that its last use can be noted (`service.auth.key_usage`).
     """
 
     # Most key verdicts remembered; the oldest go first (bounds memory under a flood).
@@ -214,8 +244,10 @@ class ApiKeyRegistry:
         open_to_proxied: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], dt.datetime] = utc_now,
+        on_use: Callable[[int], None] | None = None,
     ) -> None:
         self._session_maker = session_maker
+        self._on_use = on_use  # told the id of every key a request is let through with
         self._open_without_keys = open_without_keys
         self._open_to_proxied = open_to_proxied
         self._cache_seconds = cache_seconds
@@ -270,6 +302,7 @@ class ApiKeyRegistry:
         # Checked on every call, cached or not: the cache may shorten a key's life (a
         # revocation takes up to `cache_seconds`) but never lengthen it past its expiry.
         self._refuse_expired(principal)
+        self._used(principal)
         return principal
 
     def _refuse_expired(self, principal: Principal) -> None:
@@ -277,6 +310,10 @@ class ApiKeyRegistry:
             raise UnauthenticatedError(
                 f"the API key expired at {principal.expires_at:%Y-%m-%d %H:%M:%S} UTC"
             )
+
+    def _used(self, principal: Principal) -> None:
+        if self._on_use is not None and principal.key_id is not None:
+            self._on_use(principal.key_id)
 
     async def authenticate_key_id(self, key_id: int | None, *, proxied: bool = False) -> Principal:
         """The principal of the key a signed link names by id (None: a link signed in open
@@ -299,6 +336,7 @@ class ApiKeyRegistry:
             )
         principal = Principal.of(row)
         self._refuse_expired(principal)
+        self._used(principal)
         return principal
 
     async def _open_principal(self, *, proxied: bool) -> Principal:

@@ -1,7 +1,9 @@
 """Authentication at the edge of /graphql: every HTTP request and WebSocket names its key.
 
 HTTP requests carry `Authorization: Bearer <key>`; a missing or wrong key is refused with 401
-before the body is read (the GraphiQL page itself is served to anyone: it holds no data).
+before the body is read (the GraphiQL page itself is served to anyone: it holds no data), and a
+key over its rate limit with 429. (A WebSocket's operations are counted one by one, as they
+start: `service.graph.view`.)
 WebSockets may carry the header on the upgrade request, or the key in the `connection_init`
 payload as `{"Authorization": "Bearer <key>"}`, which browsers can send.
 """
@@ -14,8 +16,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth.api_keys import ApiKeyRegistry, Principal
+from service.auth.rate_limits import RateLimiter
 from service.errors import (
     RETRY_AFTER_SECONDS,
+    RateLimitedError,
     UnauthenticatedError,
     masked_error,
     send_graphql_error,
@@ -31,7 +35,8 @@ def authenticated_principal(scope: Scope) -> Principal | None:
 
 
 class ApiKeyAuthentication:
-    """ASGI middleware for the GraphQL route; the registry lives in `app.state.api_keys`."""
+    """ASGI middleware for the GraphQL route; the registry lives in `app.state.api_keys`, the
+    rate limits in `app.state.rate_limits`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,7 +63,15 @@ class ApiKeyAuthentication:
             status = 503 if extensions["code"] == "SERVICE_UNAVAILABLE" else 500
             await _refuse(scope, send, status, message, extensions["code"])
             return
+        # Noted before the rate limit, so that a refusal's log line names its key.
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+        if scope["type"] == "http":
+            limiter: RateLimiter = scope["app"].state.rate_limits
+            try:
+                await limiter.check(principal)
+            except RateLimitedError as error:
+                await _refuse_over_limit(scope, send, error)
+                return
         await self.app(scope, receive, send)
 
 
@@ -73,6 +86,18 @@ def _is_graphiql_page(scope: Scope) -> bool:
     if scope["method"] != "GET":
         return False
     return "query" not in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+
+
+async def _refuse_over_limit(scope: Scope, send: Send, error: RateLimitedError) -> None:
+    await send_graphql_error(
+        send,
+        429,
+        error.message,
+        error.code,
+        [(b"retry-after", str(error.retry_after).encode())],
+        accept=Headers(scope=scope).get("accept"),
+        extensions={"retryAfter": error.retry_after},
+    )
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str, code: str) -> None:

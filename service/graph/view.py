@@ -25,13 +25,18 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
-from service.errors import RETRY_AFTER_SECONDS, UnauthenticatedError
+from service.auth.rate_limits import RateLimiter
+from service.errors import RETRY_AFTER_SECONDS, RateLimitedError, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
 from service.media_types import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
@@ -76,15 +81,44 @@ query CallbacksScheduledDetails {
 NO_ACK_PAYLOAD = cast(UnsetType, UNSET)
 
 
+async def over_rate_limit(context: Context, websocket: object) -> RateLimitedError | None:
+    """Take a token for an operation a WebSocket starts; the refusal when its key has none.
+
+    Each operation a client starts counts as a request of its key, as an HTTP request does;
+    the changes a subscription then receives do not. A refused operation gets an error and
+    the connection stays open, its other operations running.
+    """
+    principal = context.principal
+    if principal is None:
+        return None  # refused as unauthenticated when it runs
+    limiter: RateLimiter = cast(ASGIWebSocketAdapter, websocket).ws.app.state.rate_limits
+    try:
+        await limiter.check(principal)
+    except RateLimitedError as error:
+        return error
+    return None
+
+
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """`graphql-transport-ws`, telling each operation's subscription which socket it writes
-    to, so subscribers with the same responses share them (`service.graph.fanout`)."""
+    """`graphql-transport-ws`, counting each operation against its key's rate limit and
+    telling each operation's subscription which socket it writes to, so subscribers with the
+    same responses share them (`service.graph.fanout`)."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         # Initialised: the cancelled timeout would otherwise stay referenced, with its
         # exception, traceback and frames, for as long as the connection lasts.
         self.connection_init_timeout_task = None
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            refusal = await over_rate_limit(self.context, self.websocket)
+            if refusal is not None:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
+                )
+                return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # Each operation runs in a task of its own: the variable is that task's.
@@ -116,12 +150,23 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time.
+    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time, and
+    counting each operation it starts against its key's rate limit.
 
     Strawberry times `graphql-transport-ws` connections out (4408) but not legacy ones, so an
     unauthenticated client could hold a socket open for as long as it liked. (Its subscribers
     execute each event for themselves: the shared deliveries are graphql-transport-ws's.)
     """
+
+    async def handle_start(self, message: StartMessage) -> None:
+        if self.connection_acknowledged:
+            refusal = await over_rate_limit(self.context, self.websocket)
+            if refusal is not None:
+                await self.send_message(
+                    {"type": "error", "id": message["id"], "payload": refusal.formatted}
+                )
+                return
+        await super().handle_start(message)
 
     async def handle(self) -> None:
         timeout = asyncio.create_task(self._close_unless_initialised())

@@ -50,3 +50,6 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     # When the key stops working; None: never. Rotation sets it to the end of the grace.
     expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # When a request last used the key, to the minute: written at most once a minute per key
+    # (`service.auth.key_usage`), never on a request's own path. None: never used.
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

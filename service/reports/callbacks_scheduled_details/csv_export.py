@@ -1,13 +1,13 @@
 """`GET /reports/callbacks-scheduled-details.csv`: the report as CSV, streamed (SPEC 6).
 
-A request is checked completely before the first byte goes out: its key (or its link's token),
-its parameters, the report's period and filters, and the SELECT itself, which is opened and
-its first chunk of rows read. Anything wrong until then is an HTTP error with a one-line
-plain-text reason and no file. From then on the rows are read from a server-side cursor a
-chunk at a time and each chunk is written out before the next is read, so memory stays the
-same whatever the size. A failure after that cannot become an error status any more: it is
-logged and the response is cut off (no closing chunk), which clients report as an incomplete
-download rather than a shorter file.
+A request is checked completely before the first byte goes out: its key (or its link's token)
+and the key's rate limit, its parameters, the report's period and filters, and the SELECT
+itself, which is opened and its first chunk of rows read. Anything wrong until then is an HTTP
+error with a one-line plain-text reason and no file. From then on the rows are read from a
+server-side cursor a chunk at a time and each chunk is written out before the next is read, so
+memory stays the same whatever the size. A failure after that cannot become an error status any
+more: it is logged and the response is cut off (no closing chunk), which clients report as an
+incomplete download rather than a shorter file.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from service.db.models.campaign import Campaign, CampaignType, campaign_display_
 from service.errors import (
     RETRY_AFTER_SECONDS,
     BadUserInputError,
+    RateLimitedError,
     UnauthenticatedError,
     masked_error,
 )
@@ -85,10 +86,17 @@ async def download_csv(request: Request) -> Response:
     parameters = [(name, value) for name, value in items if name != TOKEN_PARAMETER]
     try:
         principal = await _authenticate(request, tokens, parameters)
+        await state.rate_limits.check(principal)
         time_period, filters = parse_csv_parameters(parameters)
         header = report_header(state.settings, time_period, filters)
     except UnauthenticatedError as error:
         return _refusal(401, error.message)
+    except RateLimitedError as error:
+        return PlainTextResponse(
+            _one_line(error.message),
+            status_code=429,
+            headers={"retry-after": str(error.retry_after)},
+        )
     except CsvParameterError as error:
         return _refusal(400, str(error))
     except BadUserInputError as error:
