@@ -16,8 +16,9 @@ change. At the end the checks ask, by SQL:
 - every EXPIRED and CONTACT_EXCLUDED callback has its dummy attempt, every COMPLETED one a
   real attempt by an agent;
 - each callback's latest-attempt columns are its latest attempt's;
-- every status change reached the subscriber exactly once: a callback's creation, then at most
-  one change out of ACTIVE, to the status it has;
+- every status change was written to the change log, and reached the subscriber, exactly
+  once: a callback's creation, then at most one change out of ACTIVE, to the status it has
+  (each delivered change being its log entry);
 - no request was answered with an internal error (or any HTTP 5xx but 503).
 
 A run uses names of its own (a fresh campaign, agents, contacts), so it may share a database.
@@ -464,16 +465,46 @@ async def _check(
                 {"campaign": campaign},
             )
             final = {callback_id: status for callback_id, status in rows}
+            logged = await connection.execute(
+                text(
+                    "SELECT s.id, s.callback_id, s.previous_status, s.status"
+                    " FROM callback_status_change s"
+                    " JOIN callback c ON c.callback_id = s.callback_id"
+                    " JOIN campaign p ON p.id = c.campaign_id WHERE p.name = :campaign"
+                ),
+                {"campaign": campaign},
+            )
+            log = {row[0]: (row[1], row[2], row[3]) for row in logged}
     finally:
         await engine.dispose()
     report.statuses = collections.Counter(final.values())
     report.violations["terminal_callback_changed"] = len(watcher.changed)
     if watcher.changed:
         report.examples["terminal_callback_changed"] = list(watcher.changed.values())[:5]
-    wrong = _changes_not_exactly_once(final, received)
+    delivered = [
+        (
+            change.callback.callback_id,
+            change.previous_status.value if change.previous_status else None,
+            change.status.value,
+        )
+        for change in received
+    ]
+    wrong = _changes_not_exactly_once(final, delivered)
     report.violations["status_change_not_delivered_exactly_once"] = len(wrong)
     if wrong:
         report.examples["status_change_not_delivered_exactly_once"] = wrong[:5]
+    wrong = _changes_not_exactly_once(final, list(log.values()))
+    # Each delivered change is its log entry, and none twice.
+    ids = collections.Counter(change.change_id for change in received)
+    wrong += [f"change {i} delivered {n} times" for i, n in ids.items() if n > 1]
+    wrong += [
+        f"change {change.change_id} delivered as {item}, logged as {log.get(change.change_id)}"
+        for change, item in zip(received, delivered, strict=True)
+        if log.get(change.change_id) != item
+    ]
+    report.violations["status_change_not_logged_exactly_once"] = len(wrong)
+    if wrong:
+        report.examples["status_change_not_logged_exactly_once"] = wrong[:5]
     report.violations["internal_errors"] = sum(
         count for (_operation, code), count in report.answers.items() if code not in EXPECTED_CODES
     ) + sum(
@@ -481,23 +512,25 @@ async def _check(
     )
 
 
-def _changes_not_exactly_once(final: dict[str, str], received: list[DeliveredChange]) -> list[str]:
-    """Callbacks whose delivered changes are not exactly: their creation, then (when created
-    ACTIVE and no longer so) one change from ACTIVE to the status they have."""
+def _changes_not_exactly_once(
+    final: dict[str, str], changes: list[tuple[str, str | None, str]]
+) -> list[str]:
+    """Callbacks whose changes (callback, previous status, status) are not exactly: their
+    creation, then (when created ACTIVE and no longer so) one change from ACTIVE to the status
+    they have."""
     by_callback: dict[str, list[tuple[str | None, str]]] = collections.defaultdict(list)
-    for change in received:
-        previous = change.previous_status.value if change.previous_status else None
-        by_callback[change.callback.callback_id].append((previous, change.status.value))
+    for callback_id, previous, status in changes:
+        by_callback[callback_id].append((previous, status))
     wrong = []
     for callback_id, status in final.items():
-        changes = by_callback.pop(callback_id, [])
-        created = next((new for previous, new in changes if previous is None), None)
+        made = by_callback.pop(callback_id, [])
+        created = next((new for previous, new in made if previous is None), None)
         if created == "ACTIVE" and status != "ACTIVE":
             expected = [(None, "ACTIVE"), ("ACTIVE", status)]
         else:
             expected = [(None, status)]
         # Two transactions' changes may be published in either order; each counts once.
-        if sorted(changes, key=str) != sorted(expected, key=str):
-            wrong.append(f"{callback_id} ({status}): {changes}")
+        if sorted(made, key=str) != sorted(expected, key=str):
+            wrong.append(f"{callback_id} ({status}): {made}")
     wrong.extend(f"{callback_id} (no such callback): {c}" for callback_id, c in by_callback.items())
     return wrong
