@@ -113,10 +113,16 @@ def create_app(settings: Settings) -> Starlette:
         engine = create_engine(
             settings.database_url,
             statement_timeout_ms=settings.statement_timeout_ms,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             pool_size=settings.pool_size,
             pool_timeout_seconds=settings.pool_timeout_seconds,
         )
-        write_engine = create_write_engine(settings.database_url, engine)
+        write_engine = create_write_engine(
+            settings.database_url,
+            engine,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
         count_statements(engine)
         if write_engine is not engine:
             count_statements(write_engine)

@@ -552,8 +552,11 @@ def _minutes(value: dt.datetime) -> str:
 
 @contextlib.asynccontextmanager
 async def _session_maker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on a migrated database, for one command."""
-    engine = create_engine(settings.database_url)
+    """Sessions on a migrated database, for one command; on SQLite it waits for `serve`'s
+    writes as long as `serve` waits for others (POMREPORT_SQLITE_BUSY_TIMEOUT_MS)."""
+    engine = create_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     try:
         if not await schema_is_current(engine, settings.database_url):
             raise PomreportCommandError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator, Mapping
 
 import asyncpg
@@ -146,26 +147,67 @@ class ErrorCodes(SchemaExtension):
             _with_code([e for e in result.errors if e.path is None], "BAD_USER_INPUT")
 
 
-def is_database_unavailable(error: BaseException) -> bool:
-    """Whether an exception (or one it came from) says the database cannot be reached."""
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """An exception and every exception it came from, each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether an exception (or one it came from) says the database cannot be reached."""
+    for current in _causes(error):
         if isinstance(current, OSError | TimeoutError | ConnectionError | DisconnectionError):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
             return True
-        current = current.__cause__ or current.__context__
+    return False
+
+
+def _sqlite_error_code(error: BaseException) -> int | None:
+    """SQLite's primary result code of an sqlite3 error (its extended code's low byte)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_database_busy(error: BaseException) -> bool:
+    """Whether a statement gave up waiting for SQLite's write lock (SQLITE_BUSY, "database is
+    locked") once the busy timeout ran out: other writers held it all that time."""
+    return any(
+        isinstance(current, sqlite3.Error) and _sqlite_error_code(current) == sqlite3.SQLITE_BUSY
+        for current in _causes(error)
+    )
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    """Whether the database stopped a statement that ran past the statement timeout:
+    PostgreSQL's query_canceled, or SQLITE_INTERRUPT from the SQLite engine's progress handler
+    (service.db.engines.SqliteStatementTimeout; nothing else interrupts a statement)."""
+    for current in _causes(error):
+        if isinstance(current, asyncpg.QueryCanceledError):
+            return True
+        if isinstance(current, sqlite3.Error) and (
+            _sqlite_error_code(current) == sqlite3.SQLITE_INTERRUPT
+        ):
+            return True
     return False
 
 
 def is_service_unavailable(error: BaseException) -> bool:
     """Whether an exception means the service cannot answer for now: the database is out of
-    reach or no pooled connection came free in time. Retrying later may succeed."""
-    return isinstance(error, PoolTimeoutError) or is_database_unavailable(error)
+    reach, no pooled connection came free in time, the write lock stayed taken for the busy
+    timeout, or a statement ran past the statement timeout. Retrying later may succeed."""
+    return (
+        isinstance(error, PoolTimeoutError)
+        or is_database_unavailable(error)
+        or is_database_busy(error)
+        or is_statement_timeout(error)
+    )
 
 
 def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
@@ -184,17 +226,29 @@ def mask_unexpected_errors(errors: list[GraphQLError]) -> None:
 def masked_error(original: BaseException) -> tuple[str, dict[str, str]]:
     """The message and extensions a client sees for an unexpected exception.
 
-    An unreachable database, or a pool with no connection free in time, is SERVICE_UNAVAILABLE
-    (HTTP 503 with Retry-After); every other unexpected failure becomes INTERNAL_SERVER_ERROR
-    with the request's ID (its X-Request-ID), logged in full under that ID. No message carries
-    SQL, a traceback or a path.
+    An unreachable database, a pool with no connection free in time, SQLite's write lock held
+    by others for the whole busy timeout, or a statement cancelled at the statement timeout (on
+    either store) is SERVICE_UNAVAILABLE (HTTP 503 with Retry-After); every other unexpected
+    failure becomes INTERNAL_SERVER_ERROR with the request's ID (its X-Request-ID), logged in
+    full under that ID. No message carries SQL, a traceback or a path.
     """
+    unavailable = {"code": "SERVICE_UNAVAILABLE"}
     if isinstance(original, PoolTimeoutError):
         logger.warning("no database connection free in time: %s", original)
-        return "the service is busy; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
+        return "the service is busy; try again shortly", unavailable
     if is_database_unavailable(original):
         logger.warning("database unavailable: %s", original)
-        return "the database is unavailable; try again shortly", {"code": "SERVICE_UNAVAILABLE"}
+        return "the database is unavailable; try again shortly", unavailable
+    if is_database_busy(original):
+        logger.warning("database write lock not free in time: %s", original)
+        return "the database is busy with other writes; try again shortly", unavailable
+    if is_statement_timeout(original):
+        logger.warning("statement cancelled at the statement timeout: %s", original)
+        return (
+            "the database took too long to answer and the request was cancelled; try again "
+            "shortly, or ask for less (a shorter period, fewer rows)",
+            unavailable,
+        )
     request_id = current_request_id()
     logger.error("request %s failed", request_id, exc_info=original)
     return (

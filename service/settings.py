@@ -18,6 +18,10 @@ SettingT = TypeVar("SettingT")
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pomreport.db"
 
+# How long an SQLite connection waits for another connection's write lock before its statement
+# fails with SQLITE_BUSY ("database is locked"), unless told otherwise.
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5_000
+
 # A plain URL names the store; the service always talks to it through its async driver.
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -267,8 +271,14 @@ class Settings:
     relay_seconds: float = _read("POMREPORT_RELAY_SECONDS", parse_seconds, 2.0)
     # Largest request body /graphql reads; more is refused with 413.
     max_body_bytes: int = _read("POMREPORT_MAX_BODY_BYTES", parse_positive_int, 1_048_576)
-    # Longest a single SQL statement may run on PostgreSQL before it is cancelled.
+    # Longest a single SQL statement may run before it is cancelled (PostgreSQL's
+    # statement_timeout; on SQLite a progress handler interrupts it); SERVICE_UNAVAILABLE then.
     statement_timeout_ms: int = _read("POMREPORT_STATEMENT_TIMEOUT_MS", parse_positive_int, 10_000)
+    # Longest an SQLite write waits for the write lock (SQLite's busy timeout); then it is
+    # answered SERVICE_UNAVAILABLE (HTTP 503, Retry-After) instead of "database is locked".
+    sqlite_busy_timeout_ms: int = _read(
+        "POMREPORT_SQLITE_BUSY_TIMEOUT_MS", parse_positive_int, DEFAULT_SQLITE_BUSY_TIMEOUT_MS
+    )
     # Database connections one process holds at most (a report uses two: rows and total).
     # Enough for some 32 requests in flight at once: a saturated process resumes a request
     # whose statement finished only when its turn comes, so a connection is held for longer

@@ -5,17 +5,20 @@ The fixtures are registered in tests/conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import httpx2
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from service.app import create_app
@@ -141,6 +144,26 @@ def serve_graphql(settings: Settings) -> Iterator[GraphQLClient]:
         event.listen(engine, "begin", begin)
         event.listen(engine.pool, "checkout", checkout)
         yield api
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app started in-process, and an async client that calls it without a network, for
+    tests that send requests concurrently."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pomreport") as client:
+            yield app, client
+
+
+async def post(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Post a GraphQL request; return the response body."""
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    body: dict[str, Any] = response.json()
+    return body
 
 
 ResultT = TypeVar("ResultT")

@@ -1,17 +1,10 @@
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.db.engines import create_engine
 from service.settings import Settings, parse_database_url
-from tests.conftest import PostgresqlDatabases
 
 
 def test_app_healthz_and_readyz_answer_on_a_reachable_database(database_url: URL) -> None:
@@ -61,23 +54,3 @@ def test_app_without_introspection_refuses_schema_queries(database_url: URL) -> 
         assert "introspection" in error["message"].lower()
         answered = client.post("/graphql", json={"query": "{ campaigns { totalCount } }"})
         assert answered.json() == {"data": {"campaigns": {"totalCount": 0}}}
-
-
-def test_statement_timeout_cancels_long_statements_on_postgresql(
-    postgresql_databases: PostgresqlDatabases,
-) -> None:
-    url = postgresql_databases.create(migrated=False)
-
-    async def run_slow_statement() -> None:
-        engine = create_engine(url, statement_timeout_ms=200)
-        try:
-            async with engine.connect() as connection:
-                with pytest.raises(DBAPIError, match="statement timeout"):
-                    await connection.execute(text("SELECT pg_sleep(2)"))
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(run_slow_statement())
-    finally:
-        postgresql_databases.drop(url)

@@ -78,6 +78,14 @@ def test_settings_reads_time_zone_host_and_port() -> None:
     )
 
 
+def test_settings_reads_the_sqlite_busy_timeout() -> None:
+    assert Settings.from_environment({}).sqlite_busy_timeout_ms == 5_000
+    environment = {"POMREPORT_SQLITE_BUSY_TIMEOUT_MS": "250"}
+    assert Settings.from_environment(environment).sqlite_busy_timeout_ms == 250
+    with pytest.raises(SettingsError, match="POMREPORT_SQLITE_BUSY_TIMEOUT_MS must be at least 1"):
+        Settings.from_environment({"POMREPORT_SQLITE_BUSY_TIMEOUT_MS": "0"})
+
+
 def test_settings_signing_secret_is_read_or_made_and_never_shown() -> None:
     secret = "s" * 40
     settings = Settings.from_environment({"POMREPORT_URL_SIGNING_SECRET": secret})

@@ -23,9 +23,9 @@ from service.events.hub import ChangeFilter, EventHub
 from service.events.relay import PUBLISH_GRACE, ChangeLogRelay
 from service.events.transports import InProcessTransport, RedisTransport
 from tests.callbacks.test_rules import T0, _iso, _schedule, _setup
-from tests.events.test_concurrency import SCHEDULE, _post, _prepare, _running_app, _schedule_input
+from tests.events.test_concurrency import SCHEDULE, _prepare, _running_app, _schedule_input
 from tests.events.test_subscription import wait_for_subscribers
-from tests.graphql_client import GraphQLClient, on_database
+from tests.graphql_client import GraphQLClient, on_database, post
 
 RESUMABLE = """
 subscription($filter: CallbackStatusChangedFilter, $after: ID) {
@@ -231,7 +231,7 @@ def test_change_ids_follow_commit_order_under_concurrent_mutations(database_url:
             for wave in range(2):  # 30 at once: within the pool, whose waits are bounded
                 bodies += await asyncio.gather(
                     *(
-                        _post(client, SCHEDULE, _schedule_input(f"CB{n:02d}", f"CALL-{n}", n))
+                        post(client, SCHEDULE, _schedule_input(f"CB{n:02d}", f"CALL-{n}", n))
                         for n in range(wave * 30, wave * 30 + 30)
                     )
                 )

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from service.events.changes import StatusChange
 from service.events.hub import ChangeFilter, DeliveredChange
 from service.settings import Settings
 from tests.callbacks.test_rules import T0, _iso
+from tests.graphql_client import post, running_app
 
 SETUP = """mutation {
   upsertCampaign(input: {name: "Spring Renewals", campaignType: FINITE,
@@ -36,28 +36,17 @@ COMPLETE = """mutation($id: String!) {
 }"""
 
 
-@contextlib.asynccontextmanager
-async def _running_app(database_url: URL) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    app = create_app(
+def _running_app(
+    database_url: URL,
+) -> contextlib.AbstractAsyncContextManager[tuple[Starlette, httpx.AsyncClient]]:
+    return running_app(
         Settings(open_without_keys=True, database_url=database_url, expiry_sweep_seconds=0)
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pomreport") as client:
-            yield app, client
-
-
-async def _post(
-    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    response = await client.post("/graphql", json={"query": query, "variables": variables})
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def _prepare(client: httpx.AsyncClient) -> None:
-    assert "errors" not in await _post(client, SETUP)
-    started = await _post(
+    assert "errors" not in await post(client, SETUP)
+    started = await post(
         client,
         'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }',
     )
@@ -86,14 +75,14 @@ def test_concurrent_schedules_on_one_call_leave_exactly_one_active(database_url:
             await _prepare(client)
             bodies = await asyncio.gather(
                 *(
-                    _post(client, SCHEDULE, _schedule_input(f"CB{n:02d}", "CALL-1", n))
+                    post(client, SCHEDULE, _schedule_input(f"CB{n:02d}", "CALL-1", n))
                     for n in range(50)
                 )
             )
             assert all("errors" not in body for body in bodies), [
                 b for b in bodies if "errors" in b
             ][:2]
-            listed = await _post(
+            listed = await post(
                 client,
                 "{ callbacks(first: 100) { edges { node { callbackId callbackStatus } } } }",
             )
@@ -117,17 +106,17 @@ def test_terminate_racing_completions_gives_one_terminal_state_and_one_event_eac
             await _prepare(client)
             ids = [f"CB{n:02d}" for n in range(20)]
             for n, callback_id in enumerate(ids):
-                body = await _post(client, SCHEDULE, _schedule_input(callback_id, f"CALL-{n}", n))
+                body = await post(client, SCHEDULE, _schedule_input(callback_id, f"CALL-{n}", n))
                 assert "errors" not in body
             hub = app.state.events.hub
             async with hub.subscribe(ChangeFilter()) as subscriber:
                 changes = subscriber.changes()
-                terminate = _post(
+                terminate = post(
                     client,
                     'mutation { terminateCampaign(name: "Spring Renewals") { changedCount } }',
                 )
                 results = await asyncio.gather(
-                    terminate, *(_post(client, COMPLETE, {"id": cid}) for cid in ids)
+                    terminate, *(post(client, COMPLETE, {"id": cid}) for cid in ids)
                 )
                 received: list[DeliveredChange] = []
                 while len(received) < len(ids):
@@ -165,16 +154,16 @@ def test_concurrent_creation_of_one_job_or_callback_id_is_an_answer_not_a_failur
 ) -> None:
     async def scenario() -> None:
         async with _running_app(database_url) as (_app, client):
-            assert "errors" not in await _post(client, SETUP)
+            assert "errors" not in await post(client, SETUP)
             start = (
                 'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"})'
                 " { jobId } }"
             )
-            started = await asyncio.gather(*(_post(client, start) for _ in range(8)))
+            started = await asyncio.gather(*(post(client, start) for _ in range(8)))
             assert all(body == {"data": {"startJob": {"jobId": 7}}} for body in started), started
             same_id = await asyncio.gather(
                 *(
-                    _post(client, SCHEDULE, _schedule_input("CB-SAME", f"CALL-{n}", n))
+                    post(client, SCHEDULE, _schedule_input("CB-SAME", f"CALL-{n}", n))
                     for n in range(8)
                 )
             )
@@ -213,7 +202,7 @@ def test_a_broker_failure_after_commit_does_not_fail_the_mutation(database_url: 
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
                 await _prepare(client)
-                body = await _post(client, SCHEDULE, _schedule_input("CB1", "CALL-1", 0))
+                body = await post(client, SCHEDULE, _schedule_input("CB1", "CALL-1", 0))
                 assert body == {"data": {"scheduleCallback": {"callbackId": "CB1"}}}
 
     asyncio.run(scenario())

@@ -22,7 +22,8 @@ from service.db.models.callback import Callback, CallbackStatus, CallbackType
 from service.events.change_log import ChangeOrigin
 from service.events.hub import ChangeFilter, DeliveredChange, Subscriber
 from service.settings import Settings
-from tests.events.test_concurrency import SETUP, _post
+from tests.events.test_concurrency import SETUP
+from tests.graphql_client import post
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -41,8 +42,8 @@ async def _prepare_due_callbacks(app: Starlette, count: int) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://p"
     ) as client:
-        assert "errors" not in await _post(client, SETUP)
-        assert "errors" not in await _post(
+        assert "errors" not in await post(client, SETUP)
+        assert "errors" not in await post(
             client,
             'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }',
         )

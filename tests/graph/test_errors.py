@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.db.engines import create_engine
 from service.settings import Settings, parse_database_url
+from tests.conftest import SqliteDatabases
 from tests.graphql_client import GraphQLClient
 
 
@@ -113,3 +115,37 @@ def test_an_error_raised_while_executing_keeps_the_data_entry(
     body = empty_graphql.post('{ callbacks(first: 1, after: "%%%") { totalCount } }').json()
     assert body["errors"][0]["path"] == ["callbacks"]
     assert "data" in body
+
+
+def test_a_write_that_cannot_get_the_sqlite_write_lock_is_service_unavailable(
+    sqlite_databases: SqliteDatabases,
+) -> None:
+    url = sqlite_databases.create(migrated=True)
+    settings = Settings(
+        open_without_keys=True,
+        database_url=url,
+        expiry_sweep_seconds=0,
+        sqlite_busy_timeout_ms=200,
+    )
+    holder = sqlite3.connect(str(url.database), isolation_level=None)
+    try:
+        with TestClient(create_app(settings)) as client:
+            holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than 200 ms
+            mutation = 'mutation { upsertAgent(input: {agentId: "A1", name: "Ava"}) { agentId } }'
+            refused = client.post("/graphql", json={"query": mutation})
+            holder.execute("ROLLBACK")
+            answered = client.post("/graphql", json={"query": mutation})
+    finally:
+        holder.close()
+        sqlite_databases.drop(url)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    error = refused.json()["errors"][0]
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    # Busy either way: SQLite's lock, or the process's write connection (the change log relay
+    # may hold it, waiting for that lock too).
+    assert error["message"] in (
+        "the database is busy with other writes; try again shortly",
+        "the service is busy; try again shortly",
+    )
+    assert answered.json() == {"data": {"upsertAgent": {"agentId": "A1"}}}
