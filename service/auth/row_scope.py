@@ -1,10 +1,11 @@
 """Which rows a caller may see, defined once and applied to every read of its requests.
 
 An agent key sees the callbacks the agent created, was assigned (Created For) or serviced
-(Serviced By, the latest attempt), the attempts of those callbacks, and the contacts of
-those callbacks (a contact's phone numbers and e-mail are nobody else's business); every
-other table, and every row for every other role, is visible. `RowScope.condition` is the
-rule for each table, in SQL, and both execution paths take it from there:
+(Serviced By, the latest attempt), the attempts and status changes of those callbacks, and
+the contacts of those callbacks (a contact's phone numbers and e-mail are nobody else's
+business); every other table, and every row for every other role, is visible.
+`RowScope.condition` is the rule for each table, in SQL, and both execution paths take it
+from there:
 
 - the general path's sessions are `RowScopedSession`s carrying the scope, whose
   `do_orm_execute` hook adds the rule to each of their SELECTs, so root and nested
@@ -26,6 +27,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from service.db.models.callback import Callback, CallbackAttempt
 from service.db.models.contact import Contact
+from service.db.models.status_change import StatusChangeEntry
 from service.errors import UnauthenticatedError
 
 _SESSION_INFO_KEY = "pomreport.row_scope"
@@ -70,6 +72,12 @@ class RowScope:
         # (some hundreds), not probed for each of the tens of thousands of contacts.
         return Contact.contact_id.in_(self._admitted_callbacks("contact_id"))
 
+    def status_change_condition(self) -> ColumnElement[bool]:
+        """The SQL condition on `callback_status_change` rows: changes of admitted callbacks."""
+        if self.agent_id is None:
+            return true()
+        return StatusChangeEntry.callback_id.in_(self._admitted_callbacks("callback_id"))
+
     def _admitted_callbacks(self, column: str) -> Select[Any]:
         """SELECT one column of the callbacks this scope admits."""
         callbacks = Callback.__table__
@@ -98,6 +106,7 @@ SCOPED_TABLES: dict[type[Any], Callable[[RowScope], ColumnElement[bool]]] = {
     Callback: RowScope.callback_condition,
     CallbackAttempt: RowScope.attempt_condition,
     Contact: RowScope.contact_condition,
+    StatusChangeEntry: RowScope.status_change_condition,
 }
 
 UNRESTRICTED = RowScope()

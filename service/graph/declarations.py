@@ -16,6 +16,7 @@ from service.db.models.callback import (
 from service.db.models.campaign import CampaignState, CampaignType
 from service.db.models.contact import contact_excluded
 from service.db.models.job import JobState
+from service.db.models.status_change import StatusChangeEntry
 from service.graph.filtering import (
     DerivedField,
     EntityQueryDeclaration,
@@ -183,6 +184,26 @@ CALLBACK = declare(
         ),
         unique_key="callback_id",
         default_order=[("CREATION_TIME", ASC)],
+    )
+)
+
+STATUS_CHANGE = declare(
+    EntityQueryDeclaration(
+        name="StatusChange",
+        model=StatusChangeEntry,
+        root_list_description="Status changes from the change log, in commit order.",
+        fields={
+            "change_id": FilterField(StatusChangeEntry.id, int),
+            "previous_status": FilterField(
+                StatusChangeEntry.previous_status, CallbackStatus, nullable=True
+            ),
+            "status": FilterField(StatusChangeEntry.status, CallbackStatus),
+            "changed_at": FilterField(StatusChangeEntry.changed_at, dt.datetime),
+            "made_by": FilterField(StatusChangeEntry.made_by, str),
+        },
+        order_fields=("change_id", "changed_at", "status"),
+        unique_key="change_id",
+        default_order=[("CHANGE_ID", ASC)],
     )
 )
 

@@ -23,6 +23,7 @@ from service.db.models.callback import (
 )
 from service.db.models.campaign import CampaignState, CampaignType, campaign_display_name
 from service.db.models.job import JobState
+from service.db.models.status_change import StatusChangeEntry
 from service.errors import BadUserInputError
 from service.graph import declarations
 from service.graph.connections import nested_connection_field
@@ -201,6 +202,33 @@ class CallbackAttemptNode(Node):
         return await _agent(info, self.row.agent_id)
 
 
+@strawberry.type(
+    name="StatusChange",
+    description="One status change of a callback, as the change log keeps it.",
+)
+class StatusChangeNode:
+    change_id: strawberry.ID = strawberry.field(
+        description=(
+            "The change's position in the change log, in commit order: the changeId that "
+            "callbackStatusChanged carries (filter on it as a number)."
+        )
+    )
+    previous_status: CallbackStatus | None = strawberry.field(
+        description="Null when the change scheduled the callback."
+    )
+    status: CallbackStatus
+    changed_at: dt.datetime
+    made_by: str = strawberry.field(
+        description="The mutation that made the change (its field name), or 'expiry sweep'."
+    )
+
+    @classmethod
+    def from_row(cls, row: StatusChangeEntry) -> StatusChangeNode:
+        values = declarations.STATUS_CHANGE.values(row)
+        values["change_id"] = strawberry.ID(str(row.id))
+        return cls(**values)
+
+
 @strawberry.type(name="Callback", description="A callback an agent scheduled: one report row.")
 class CallbackNode(Node):
     row: strawberry.Private[Callback]
@@ -292,6 +320,18 @@ class CallbackNode(Node):
     async def attempts(self, info: Info) -> list[CallbackAttemptNode]:
         attempts = await info.context.loaders.attempts_by_callback_id.load(self.row.callback_id)
         return [CallbackAttemptNode.from_row(attempt) for attempt in attempts]
+
+    status_changes = nested_connection_field(
+        declarations.STATUS_CHANGE,
+        "StatusChangeNode",
+        "callback_id",
+        lambda callback: callback.row.callback_id,
+        lambda row: StatusChangeNode.from_row(row[0]),
+        description=(
+            "The callback's history: its status changes, oldest first, as long as the change "
+            "log keeps them (POMREPORT_CHANGE_LOG_RETENTION_DAYS)."
+        ),
+    )
 
 
 async def _agent(info: Info, agent_id: str | None) -> AgentNode | None:

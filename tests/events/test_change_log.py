@@ -22,10 +22,11 @@ from service.events.changes import StatusChange
 from service.events.hub import ChangeFilter, EventHub
 from service.events.relay import PUBLISH_GRACE, ChangeLogRelay
 from service.events.transports import InProcessTransport, RedisTransport
-from tests.callbacks.test_rules import T0, _iso, _schedule, _setup
+from service.settings import Settings
+from tests.callbacks.test_rules import ATTEMPT, T0, _iso, _schedule, _setup
 from tests.events.test_concurrency import SCHEDULE, _prepare, _running_app, _schedule_input
 from tests.events.test_subscription import wait_for_subscribers
-from tests.graphql_client import GraphQLClient, on_database, post
+from tests.graphql_client import GraphQLClient, on_database, post, serve_graphql
 
 RESUMABLE = """
 subscription($filter: CallbackStatusChangedFilter, $after: ID) {
@@ -249,3 +250,60 @@ def test_change_ids_follow_commit_order_under_concurrent_mutations(database_url:
     for seen in snapshots:
         if seen:
             assert {change_id for change_id in final if change_id <= max(seen)} == seen
+
+
+HISTORIES = """query($filter: StatusChangeFilter) {
+  callbacks(first: 50) {
+    edges { node { callbackId statusChanges(filter: $filter) {
+      totalCount edges { node { changeId previousStatus status madeBy } }
+    } } }
+  }
+}"""
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "general"])
+def test_a_callbacks_history_is_what_the_log_holds_in_a_statement_per_level(
+    database_url: URL, compiled: bool
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        expiry_sweep_seconds=0,
+        open_without_keys=True,
+        api_key_cache_seconds=3600,
+        compiled_execution=compiled,
+    )
+    for api in serve_graphql(settings):
+        _setup(api)
+        _schedule(api, "CB1")
+        _schedule(api, "CB2", creationTime=_iso(T0 + dt.timedelta(minutes=1)))
+        api.data(ATTEMPT, {"input": {"callbackId": "CB2", "agentId": "A1", "completed": True}})
+        histories = api.data(HISTORIES)["callbacks"]["edges"]
+        few = len(api.statements)
+        expected: dict[str, list[dict[str, Any]]] = {}
+        for entry in _log(database_url):
+            expected.setdefault(entry.callback_id, []).append(
+                {
+                    "changeId": str(entry.id),
+                    "previousStatus": entry.previous_status and entry.previous_status.value,
+                    "status": entry.status.value,
+                    "madeBy": entry.made_by,
+                }
+            )
+        assert {
+            edge["node"]["callbackId"]: [e["node"] for e in edge["node"]["statusChanges"]["edges"]]
+            for edge in histories
+        } == expected
+        assert all(
+            edge["node"]["statusChanges"]["totalCount"] == len(expected[edge["node"]["callbackId"]])
+            for edge in histories
+        )
+        for number in range(3, 8):  # more callbacks, the same statements
+            _schedule(api, f"CB{number}", callId=f"CALL-{number}")
+        assert len(api.data(HISTORIES)["callbacks"]["edges"]) == 7
+        assert len(api.statements) == few
+        overwritten = api.data(HISTORIES, {"filter": {"status": {"eq": "OVERWRITTEN"}}})
+        assert [
+            edge["node"]["callbackId"]
+            for edge in overwritten["callbacks"]["edges"]
+            if edge["node"]["statusChanges"]["totalCount"]
+        ] == ["CB1"]
