@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db.engines import create_engine, create_session_maker
 from service.db.models.callback import Callback, CallbackStatus
 from service.db.models.status_change import StatusChangeEntry
-from tests.callbacks.test_rules import SCHEDULE, T0, _iso
-from tests.conftest import PostgresqlDatabases
-from tests.events.test_servers import SETUP, START_JOB, _serve
+from tests.callbacks.test_rules import SCHEDULE
+from tests.conftest import PostgresqlDatabases, SqliteDatabases
+from tests.events.test_servers import SETUP, START_JOB, _schedule_variables, _serve
 from tests.own_postgresql import own_cluster
 from tests.serve_process import free_port
 
@@ -60,10 +60,18 @@ class _Watcher:
         self._task = asyncio.create_task(self._listen(after))
 
     async def stop(self) -> None:
+        """Close the connection (if its server has not already)."""
         assert self._task is not None
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
             await self._task
+
+    async def resume_on(self, address: str) -> None:
+        """Subscribe again, on `address`, after the last change received."""
+        await self.stop()
+        self.address = address
+        self.start()
+        await asyncio.wait_for(self.subscribed.wait(), 10)
 
     async def heard(self, count: int) -> None:
         """Wait until `count` changes have arrived."""
@@ -117,19 +125,7 @@ async def _mutate_until(base_url: str, load: _Load, client_number: int) -> None:
                 body = {"query": COMPLETE, "variables": {"id": rng.choice(scheduled)}}
             else:
                 callback_id = f"CB-{load.round}-{client_number}-{number}"
-                variables = {
-                    "input": {
-                        "callbackId": callback_id,
-                        "callbackType": "CAMPAIGN",
-                        "jobId": 7,
-                        "creatorAgentId": "A1",
-                        "contactId": "C1",
-                        "callId": f"CALL-{rng.randrange(40)}",
-                        "creationTime": _iso(T0),
-                        "scheduledStartTime": _iso(T0),
-                        "scheduledEndTime": "2099-01-01T00:00:00Z",
-                    }
-                }
+                variables = _schedule_variables(callback_id, f"CALL-{rng.randrange(40)}")
                 body = {"query": SCHEDULE, "variables": variables}
             try:
                 response = await client.post("/graphql", json=body)
@@ -197,46 +193,82 @@ def _assert_nothing_lost(
     assert len(active) == len(set(active))
 
 
+async def _setup_through(address: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+        for query in (SETUP, START_JOB):
+            assert "errors" not in (await client.post("/graphql", json={"query": query})).json()
+
+
+async def _watching(address: str) -> _Watcher:
+    watcher = _Watcher(address)
+    watcher.start()
+    await asyncio.wait_for(watcher.subscribed.wait(), 10)
+    return watcher
+
+
+async def _each_heard_the_log_once(url: URL, load: _Load, *watchers: _Watcher) -> None:
+    """Every change the log holds reached each watcher exactly once, and nothing was lost."""
+    log, callbacks = await _log_and_callbacks(url)
+    logged = [entry.id for entry in log]
+    for watcher in watchers:
+        await watcher.heard(len(logged))
+    await asyncio.sleep(1)  # a duplicate would arrive meanwhile
+    for watcher in watchers:
+        assert sorted(watcher.received) == logged
+        await watcher.stop()
+    _assert_nothing_lost(log, callbacks, load)
+
+
 async def test_sigkill_mid_mutations_loses_no_committed_change(
     postgresql_url: URL, transport_environment: dict[str, str]
 ) -> None:
+    """One instance is killed while clients mutate through it; subscribers listen on another
+    (one throughout, one away meanwhile) and on the killed one, resuming on its restart."""
     environment = {**transport_environment, "POMREPORT_RELAY_SECONDS": "0.5"}
     async with _serve(postgresql_url, environment) as listening:
-        async with httpx.AsyncClient(base_url=f"http://{listening.address}") as client:
-            for query in (SETUP, START_JOB):
-                assert "errors" not in (await client.post("/graphql", json={"query": query})).json()
-        live = _Watcher(listening.address)  # stays connected throughout
-        resuming = _Watcher(listening.address)  # away while the server is killed
-        for watcher in (live, resuming):
-            watcher.start()
-            await asyncio.wait_for(watcher.subscribed.wait(), 10)
-        await asyncio.sleep(0.5)  # the subscriptions have started on the server
+        await _setup_through(listening.address)
+        live = await _watching(listening.address)  # connected throughout
+        away = await _watching(listening.address)  # away while the server is killed
         load = _Load()
-        async with (
-            _serve(postgresql_url, environment) as doomed,
-            _mutating(f"http://{doomed.address}", load),
-        ):
-            await live.heard(30)
-            await resuming.stop()
-            await live.heard(60)  # with mutations in flight, some of them committing
+        async with _serve(postgresql_url, environment) as doomed:
+            on_doomed = await _watching(doomed.address)
+            await asyncio.sleep(0.5)  # the subscriptions have started on the servers
+            async with _mutating(f"http://{doomed.address}", load):
+                await live.heard(30)
+                await away.stop()
+                await live.heard(60)  # with mutations in flight, some of them committing
+                os.kill(doomed.pid, signal.SIGKILL)
+        async with _serve(postgresql_url, environment) as restarted:
+            # Resumed after the last change it had from the killed server.
+            await on_doomed.resume_on(restarted.address)
+            async with _mutating(f"http://{restarted.address}", load):
+                await live.heard(90)
+            await away.resume_on(listening.address)
+            # The live one hears every change through the transports (and the relay, for
+            # what the killed server committed but never published); the resumed ones from
+            # the log, then live.
+            await _each_heard_the_log_once(postgresql_url, load, live, away, on_doomed)
+
+
+async def test_sigkill_of_the_only_instance_on_sqlite_loses_no_committed_change(
+    sqlite_databases: SqliteDatabases,
+) -> None:
+    """SQLite's variant: one instance (events in-process), killed while clients mutate; its
+    subscriber resumes on the restarted instance with every change it missed, once."""
+    url = await asyncio.to_thread(sqlite_databases.create, migrated=True)
+    load = _Load()
+    async with _serve(url, {}) as doomed:
+        await _setup_through(doomed.address)
+        watcher = await _watching(doomed.address)
+        await asyncio.sleep(0.5)
+        async with _mutating(f"http://{doomed.address}", load):
+            await watcher.heard(30)
             os.kill(doomed.pid, signal.SIGKILL)
-        async with (
-            _serve(postgresql_url, environment) as restarted,
-            _mutating(f"http://{restarted.address}", load),
-        ):
-            await live.heard(90)
-        resuming.start()
-        log, callbacks = await _log_and_callbacks(postgresql_url)
-        logged = [entry.id for entry in log]
-        # Every committed change reaches both: the live one through the transports (and the
-        # relay, for what the killed server committed but never published), the resuming one
-        # from the log and then live. Each exactly once.
-        for watcher in (live, resuming):
-            await watcher.heard(len(logged))
-            await asyncio.sleep(1)  # a duplicate would arrive meanwhile
-            assert sorted(watcher.received) == logged
-            await watcher.stop()
-    _assert_nothing_lost(log, callbacks, load)
+    async with _serve(url, {}) as restarted:
+        await watcher.resume_on(restarted.address)
+        async with _mutating(f"http://{restarted.address}", load):
+            await watcher.heard(len(watcher.received) + 30)
+        await _each_heard_the_log_once(url, load, watcher)
 
 
 @contextlib.asynccontextmanager

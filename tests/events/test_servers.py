@@ -41,7 +41,8 @@ SETUP = """mutation {
 START_JOB = 'mutation { startJob(input: {jobId: 7, campaignName: "Spring Renewals"}) { jobId } }'
 
 
-def _schedule_variables(callback_id: str) -> dict[str, Any]:
+def _schedule_variables(callback_id: str, call_id: str | None = None) -> dict[str, Any]:
+    """A CAMPAIGN callback for A1 and C1 on its own call (or `call_id`), ending in 2099."""
     return {
         "input": {
             "callbackId": callback_id,
@@ -49,7 +50,7 @@ def _schedule_variables(callback_id: str) -> dict[str, Any]:
             "jobId": 7,
             "creatorAgentId": "A1",
             "contactId": "C1",
-            "callId": callback_id,
+            "callId": call_id or callback_id,
             "creationTime": _iso(T0),
             "scheduledStartTime": _iso(T0),
             "scheduledEndTime": "2099-01-01T00:00:00Z",
