@@ -324,7 +324,6 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     raw_url: str = arguments.database_url
-    ensure_seeded(raw_url, arguments.admin_url, True, arguments.seed_callbacks)
     dsn = asyncpg_dsn(parse_database_url(raw_url))
     with serving_child(raw_url) as (port, server):
         base_url = f"http://127.0.0.1:{port}"
@@ -424,6 +423,7 @@ def main() -> None:
     parser.add_argument("--seed-callbacks", type=int, default=100_000)
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
+    ensure_seeded(arguments.database_url, arguments.admin_url, True, arguments.seed_callbacks)
     result = asyncio.run(run(arguments))
     print(f"{'min':>3} {'req':>6} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8}  errors")
     for row in result["minutes"]:

@@ -148,13 +148,19 @@ class ErrorCodes(SchemaExtension):
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
-    """An exception and every exception it came from, each once."""
+    """An exception and every exception it came from, each once. A client's error ends the
+    chain (the request was the mistake, whatever failed inside while finding that out: a time
+    zone looked up as a missing file is an OSError), and so does `raise ... from None`."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
+        if isinstance(current, ClientError):
+            return
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
 
 
 def is_database_unavailable(error: BaseException) -> bool:

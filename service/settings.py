@@ -348,11 +348,10 @@ class Settings:
         default=RateLimit(100, 500),
         metadata=_variable("POMREPORT_RATE_LIMIT_ADMIN", parse_rate_limit),
     )
-    # Where the buckets live in Redis: deployments (or tests) sharing one Redis but not one
-    # database need prefixes of their own, or keys of the same id would share a bucket.
-    rate_limit_redis_prefix: str = _read(
-        "POMREPORT_RATE_LIMIT_REDIS_PREFIX", _text, "pomreport:rate-limit:"
-    )
+    # The start of every name the service uses in Redis (its events channel, the rate limits'
+    # buckets): deployments (or tests) sharing one Redis but not one database need prefixes
+    # of their own, or they would hear each other's changes and share buckets.
+    redis_prefix: str = _read("POMREPORT_REDIS_PREFIX", _text, "pomreport:")
     max_query_depth: int = _read(
         "POMREPORT_MAX_QUERY_DEPTH", parse_positive_int, DEFAULT_QUERY_LIMITS.max_depth
     )

@@ -134,6 +134,7 @@ def test_serve_with_two_workers_adds_up_every_workers_metrics(tmp_path: Path) ->
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_directory),  # else serve makes one of its own
         # Two workers on SQLite need events that cross processes.
         "REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "POMREPORT_REDIS_PREFIX": f"pomreport-test:{tmp_path.name}:",
     }
     with serving(tmp_path, "--workers", "2", environment=environment) as server:
         for _ in range(20):  # new connections, so both workers answer some

@@ -132,9 +132,9 @@ def test_settings_rate_limits_per_role_default_and_read() -> None:
         {
             "POMREPORT_RATE_LIMITS": "false",
             "POMREPORT_RATE_LIMIT_VIEWER": " 0.5 , 10 ",
-            "POMREPORT_RATE_LIMIT_REDIS_PREFIX": "staging:rate:",
+            "POMREPORT_REDIS_PREFIX": "staging:",
         }
     )
     assert settings.rate_limits is False
     assert settings.rate_limit_viewer == RateLimit(0.5, 10)
-    assert settings.rate_limit_redis_prefix == "staging:rate:"
+    assert settings.redis_prefix == "staging:"

@@ -169,7 +169,7 @@ def create_rate_limiter(settings: Settings) -> RateLimiter:
     if not settings.rate_limits:
         return RateLimiter(InProcessBuckets(), {})
     buckets: TokenBuckets = (
-        RedisBuckets(settings.redis_url, settings.rate_limit_redis_prefix)
+        RedisBuckets(settings.redis_url, f"{settings.redis_prefix}rate-limit:")
         if settings.redis_url
         else InProcessBuckets()
     )

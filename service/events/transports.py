@@ -139,7 +139,8 @@ class RedisTransport:
 
     needs_relay = True
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, channel: str) -> None:
+        self._channel = channel
         self._client: redis.Redis = redis.Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=5
         )
@@ -169,12 +170,12 @@ class RedisTransport:
 
     async def publish(self, changes: Sequence[StatusChange]) -> None:
         for payload in join_batches(encode_changes(changes), 256_000):
-            await self._client.publish(CHANNEL, payload)
+            await self._client.publish(self._channel, payload)
 
     async def _listen(self, hub: EventHub) -> None:
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(CHANNEL)
+            await pubsub.subscribe(self._channel)
             await hub.catch_up()
             self.listening.set()
             async for message in pubsub.listen():
@@ -229,7 +230,7 @@ def create_callback_events(
     """Redis when REDIS_URL is set, else LISTEN/NOTIFY on PostgreSQL, else in-process."""
     transport: EventTransport
     if settings.redis_url:
-        transport = RedisTransport(settings.redis_url)
+        transport = RedisTransport(settings.redis_url, f"{settings.redis_prefix}callback-status")
     elif not settings.is_sqlite:
         transport = PostgresqlNotifyTransport(settings.database_url)
     else:

@@ -239,7 +239,7 @@ def redis_prefix() -> Iterator[str]:
 
 def test_instances_share_one_bucket_through_redis(database_url: URL, redis_prefix: str) -> None:
     keys = _keys(database_url)
-    settings = _settings(database_url, redis_url=REDIS_URL, rate_limit_redis_prefix=redis_prefix)
+    settings = _settings(database_url, redis_url=REDIS_URL, redis_prefix=redis_prefix)
     with (
         TestClient(create_app(settings)) as first,
         TestClient(create_app(settings)) as second,

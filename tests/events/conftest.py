@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,5 +23,9 @@ def postgresql_url(postgresql_databases: PostgresqlDatabases) -> Iterator[URL]:
 @pytest.fixture(params=["postgresql-notify", "redis"])
 def transport_environment(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "redis":
-        return {"REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")}
+        return {
+            "REDIS_URL": os.environ.get("POMREPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            # Names of the test's own: other tests' changes must not reach its instances.
+            "POMREPORT_REDIS_PREFIX": f"pomreport-test:{uuid.uuid4().hex}:",
+        }
     return {}

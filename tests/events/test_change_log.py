@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -174,7 +175,8 @@ def test_the_relay_publishes_what_no_transport_took_and_a_hub_takes_each_change_
 
     async def scenario(session_maker: async_sessionmaker[AsyncSession]) -> list[str]:
         hub = EventHub(session_maker)
-        redis = RedisTransport("redis://127.0.0.1:6379/0")
+        # A channel of the test's own: other tests' changes must not reach this hub.
+        redis = RedisTransport("redis://127.0.0.1:6379/0", f"test:{uuid.uuid4()}")
         await hub.start()
         await redis.start(hub)
         try:

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.db.engines import create_engine
+from service.errors import BadUserInputError, is_service_unavailable
 from service.settings import Settings, parse_database_url
 from tests.conftest import SqliteDatabases
 from tests.graphql_client import GraphQLClient
@@ -149,3 +150,47 @@ def test_a_write_that_cannot_get_the_sqlite_write_lock_is_service_unavailable(
         "the service is busy; try again shortly",
     )
     assert answered.json() == {"data": {"upsertAgent": {"agentId": "A1"}}}
+
+
+def _raised(raise_it: Any) -> BaseException:
+    try:
+        raise_it()
+    except Exception as error:
+        return error
+    raise AssertionError("nothing was raised")
+
+
+def test_a_client_error_is_never_taken_for_an_unavailable_database() -> None:
+    """A time zone is looked up as a file: the OSError of a missing one stays in the chain of
+    the client's error, which must keep its code (found by the differential test)."""
+
+    def client_error_from_an_os_error() -> None:
+        try:
+            open("/no/such/zone")  # noqa: SIM115 (it fails)
+        except OSError as error:
+            raise BadUserInputError("not a time zone") from error
+
+    def from_none_over_an_os_error() -> None:
+        try:
+            raise FileNotFoundError("/usr/share/zoneinfo/0")
+        except OSError:
+            raise ValueError("not a time zone") from None
+
+    def unreachable() -> None:
+        try:
+            raise ConnectionRefusedError("no database")
+        except OSError as error:
+            raise RuntimeError("the query failed") from error
+
+    assert not is_service_unavailable(_raised(client_error_from_an_os_error))
+    assert not is_service_unavailable(_raised(from_none_over_an_os_error))
+    assert is_service_unavailable(_raised(unreachable))
+
+
+def test_a_bad_time_zone_is_bad_user_input_on_both_paths_whatever_ran_before(
+    both_paths_graphql: GraphQLClient,
+) -> None:
+    query = '{ callbacksScheduledDetails(timePeriod: {timeZone: "0"}) { totalRecords } }'
+    for _ in range(2):  # the second time zoneinfo answers from its cache
+        body = both_paths_graphql.execute(query)
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
