@@ -37,8 +37,11 @@ run: install
 	$(BIN)/pomreport seed --callbacks 50000 --if-empty
 	$(BIN)/pomreport serve --host 127.0.0.1 --port 8000
 
+# Two processes for most of the suite (2 cores); the tests marked serial (they measure time
+# or load the machine themselves) after it, alone.
 test: install $(HTTP_AUDIT)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -m serial $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff format --check .

@@ -23,6 +23,9 @@ from tests.callbacks.test_rules import _schedule, _setup
 from tests.conftest import PostgresqlDatabases
 from tests.graphql_client import GraphQLClient
 
+# Timings and loads of their own: run alone (see the `serial` marker).
+pytestmark = pytest.mark.serial
+
 
 class TcpProxy:
     """Forwards a local port to the database; `cut()` drops every connection and refuses new

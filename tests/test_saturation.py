@@ -24,6 +24,9 @@ from service.app import create_app
 from service.settings import Settings
 from tests.conftest import PostgresqlDatabases
 
+# Timings and loads of their own: run alone (see the `serial` marker).
+pytestmark = pytest.mark.serial
+
 COUNT = {"query": "{ callbacks { totalCount } }"}
 
 

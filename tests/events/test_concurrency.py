@@ -109,7 +109,9 @@ def test_terminate_racing_completions_gives_one_terminal_state_and_one_event_eac
                 body = await post(client, SCHEDULE, _schedule_input(callback_id, f"CALL-{n}", n))
                 assert "errors" not in body
             hub = app.state.events.hub
-            async with hub.subscribe(ChangeFilter()) as subscriber:
+            # The terminal changes only: a schedule's NOTIFY may still be on its way.
+            terminal = frozenset({CallbackStatus.COMPLETED, CallbackStatus.CAMPAIGN_TERMINATED})
+            async with hub.subscribe(ChangeFilter(statuses=terminal)) as subscriber:
                 changes = subscriber.changes()
                 terminate = post(
                     client,

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 import websockets
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -30,6 +31,9 @@ from tests.conftest import PostgresqlDatabases, SqliteDatabases
 from tests.events.test_servers import SETUP, START_JOB, _schedule_variables, _serve
 from tests.own_postgresql import own_cluster
 from tests.serve_process import free_port
+
+# Timings and loads of their own: run alone (see the `serial` marker).
+pytestmark = pytest.mark.serial
 
 WATCH = """subscription($after: ID) {
   callbackStatusChanged(after: $after) { changeId status callback { callbackId } }

@@ -28,6 +28,9 @@ from service.settings import Settings
 from tests.callbacks.test_rules import SCHEDULE, T0, _iso
 from tests.serve_process import free_port
 
+# Timings and loads of their own: run alone (see the `serial` marker).
+pytestmark = pytest.mark.serial
+
 SUBSCRIPTION = """subscription {
   callbackStatusChanged { previousStatus status callback { callbackId } }
 }"""

@@ -94,6 +94,7 @@ def _best_of_three(graphql: GraphQLClient, query: str) -> tuple[dict[str, Any], 
         ),
     ],
 )
+@pytest.mark.serial  # measures time
 def test_abusive_operation_is_refused_fast_without_sql(
     graphql: GraphQLClient, query: str, code: str, message: str
 ) -> None:
@@ -105,6 +106,7 @@ def test_abusive_operation_is_refused_fast_without_sql(
     assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
 
 
+@pytest.mark.serial  # measures time
 def test_repeated_fragment_spreads_are_refused_or_answered_fast(graphql: GraphQLClient) -> None:
     body, elapsed = _best_of_three(graphql, SPREADS)
     if "errors" in body:
@@ -144,6 +146,7 @@ def _post_best_of_three(graphql: GraphQLClient, body: bytes) -> tuple[httpx2.Res
         ),
     ],
 )
+@pytest.mark.serial  # measures time
 def test_abusive_request_is_refused_fast_without_sql(
     graphql: GraphQLClient, body: bytes, status: int, message: str
 ) -> None:
@@ -178,6 +181,7 @@ def test_deep_nesting_under_introspection_is_still_refused(graphql: GraphQLClien
     assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
+@pytest.mark.serial  # measures time
 def test_a_huge_document_costs_no_more_when_a_stream_is_accepted(graphql: GraphQLClient) -> None:
     """Finding whether a request asks for a subscription (to answer a query in JSON though a
     stream is accepted) parses no further than the token limit: such a request costs what
