@@ -37,7 +37,9 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -47,6 +49,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import websockets
 
 # The report benchmark's helpers, from the file beside this one.
@@ -179,7 +182,7 @@ class Subscriber:
             )
             self.ready.set()
             async for message in connection:
-                event = json.loads(message)
+                event = orjson.loads(message)
                 if event["type"] != "next" or "errors" in event["payload"]:
                     self.errors.append(str(message)[:300])
                     continue
@@ -255,6 +258,17 @@ async def _worker(number: int, base_url: str, soak: Soak) -> None:
             minute.statuses[response.status_code] += 1
             for problem in response.json().get("errors") or []:
                 minute.codes[(problem.get("extensions") or {}).get("code", "none")] += 1
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_kib(pid: int) -> int:
@@ -341,6 +355,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subscribers)), 120)
         await asyncio.sleep(2)  # subscriptions start asynchronously on the server
         soak = Soak(started=time.monotonic())
+        cpu_before = (_cpu_seconds(server.pid), _own_cpu_seconds())
         rss = asyncio.create_task(_sample_rss(server.pid, soak))
         workers = [
             asyncio.create_task(_worker(n, base_url, soak)) for n in range(arguments.concurrency)
@@ -348,6 +363,10 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(arguments.minutes * 60)
         soak.stop.set()
         await asyncio.gather(*workers, rss)
+        cpu = (
+            _cpu_seconds(server.pid) - cpu_before[0],
+            _own_cpu_seconds() - cpu_before[1],
+        )
         connection = await asyncpg.connect(dsn)
         logged = [
             int(row["id"])
@@ -388,6 +407,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     growth = (
         (after_warmup[-1] - after_warmup[0]) / after_warmup[0] if len(after_warmup) > 1 else 0.0
     )
+    half = [kib for at, kib in soak.rss_kib if at >= 30 * arguments.minutes]
+    second_half = (half[-1] - half[0]) / half[0] if len(half) > 1 else 0.0
     codes = sum((m.codes for m in soak.minutes), collections.Counter[str]())
     statuses = sum((m.statuses for m in soak.minutes), collections.Counter[int]())
     failures = {
@@ -407,6 +428,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "subscribers": len(subscribers),
         "deliveries": sum(s.received for s in subscribers),
         "rss_growth_after_warmup_percent": round(100 * growth, 1),
+        "rss_growth_second_half_percent": round(100 * second_half, 1),
+        "cpu_seconds": {"server": round(cpu[0], 1), "load_generator": round(cpu[1], 1)},
         "error_codes": dict(codes),
         "http_statuses": {str(k): v for k, v in statuses.items()},
         "failures": failures,
@@ -434,7 +457,8 @@ def main() -> None:
     print(
         f"changes {result['changes']}, subscribers {result['subscribers']}, deliveries "
         f"{result['deliveries']}; RSS growth after minute 1: "
-        f"{result['rss_growth_after_warmup_percent']} %"
+        f"{result['rss_growth_after_warmup_percent']} %, over the second half: "
+        f"{result['rss_growth_second_half_percent']} %; CPU seconds: {result['cpu_seconds']}"
     )
     for check, count in result["failures"].items():
         print(f"  {'ok  ' if count == 0 else 'FAIL'} {check}: {count}")

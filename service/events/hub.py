@@ -209,9 +209,13 @@ class EventHub:
             if self._newest_taken is None:
                 self._newest_taken = await change_log.newest_id(session) or 0
                 return
-            while changes := await change_log.changes_after(session, self._newest_taken):
+            # From where the hub stood when this began: changes the transport delivers
+            # meanwhile move `_newest_taken` past ones still to be read here.
+            after = self._newest_taken
+            while changes := await change_log.changes_after(session, after):
                 logger.info("caught up on %d status changes from the log", len(changes))
                 self.receive(changes)
+                after = changes[-1].change_id
 
     @contextlib.asynccontextmanager
     async def subscribe(self, change_filter: ChangeFilter) -> AsyncIterator[Subscriber]:
