@@ -40,6 +40,7 @@ from service.graph.query_limits import query_limits_extension
 from service.graph.request_metrics import RequestMetricsExtension
 from service.graph.subscription import CallbackStatusChange, Subscription
 from service.reports.callbacks_scheduled_details.query import ReportQuery
+from service.reports.callbacks_scheduled_summary.query import SummaryQuery
 from service.settings import QueryLimits
 
 
@@ -195,8 +196,8 @@ def remembered_validation_extension(max_documents: int = 512) -> type[SchemaExte
 
 
 @strawberry.type(description="Read access to the callback report and the objects behind it.")
-class Query(ReportQuery, EntityQuery):
-    """The report's root fields, then the objects behind it."""
+class Query(ReportQuery, SummaryQuery, EntityQuery):
+    """The report's root fields and its summary, then the objects behind it."""
 
 
 class PomreportSchema(strawberry.Schema):

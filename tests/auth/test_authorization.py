@@ -103,6 +103,8 @@ def secured_service(database_url: URL, *, compiled: bool) -> Iterator[SecuredSer
 ROOT_QUERIES = {
     "callbacksScheduledDetails": "{ callbacksScheduledDetails(timePeriod: {preset: ALL}) "
     "{ totalRecords rows(first: 3) { edges { node { callbackId } } } } }",
+    "callbacksScheduledSummary": "{ callbacksScheduledSummary(timePeriod: {preset: ALL}, "
+    "groupBy: [CALLBACK_STATUS]) { totalRecords groups { callbackStatus count } } }",
     "node": f'{{ node(id: "{global_id("Agent", "A1001")}") {{ id }} }}',
     "campaign": "{ campaigns(first: 1) { edges { node { name } } } }",
     "job": "{ job(jobId: 1001) { jobId } }",

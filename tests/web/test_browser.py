@@ -296,6 +296,58 @@ def test_report_page_notes_new_callbacks_and_pages(page: Page, served: Served) -
     expect(page.locator("#total-records")).to_have_text(f"{total + 1:,}")
 
 
+STATUS_COUNTS = """query Counts($timePeriod: TimePeriodInput) {
+  callbacksScheduledSummary(timePeriod: $timePeriod, groupBy: [CALLBACK_STATUS]) {
+    groups { callbackStatus count }
+  }
+}"""
+
+
+def _chart(page: Page) -> dict[str, int]:
+    """The status chart's counts, by status."""
+    counts = {}
+    for item in page.locator("#status-chart li").all():
+        count = item.locator(".count").inner_text().replace(",", "")
+        counts[item.get_attribute("data-status") or ""] = int(count)
+    return counts
+
+
+def test_report_page_charts_counts_by_status_and_follows_changes(
+    page: Page, served: Served
+) -> None:
+    period = {"lastDays": 30}
+    page.goto(f"{served.process.base_url}/?lastDays=30&pageSize=500")
+    _give_key(page, served)
+    expect(page.locator("#status-chart")).to_be_visible()
+    groups = served.graphql(STATUS_COUNTS, {"timePeriod": period})["callbacksScheduledSummary"]
+    summary = {group["callbackStatus"]: group["count"] for group in groups["groups"]}
+    expected = {status: summary.get(status, 0) for status in STATUSES}
+    expect(page.locator("#status-chart li")).to_have_count(len(STATUSES))
+    assert _chart(page) == expected
+    assert sum(expected.values()) == served.report_rows({"timePeriod": period})[0]
+    expect(page.locator("#live")).to_have_attribute("data-state", "on")
+
+    # A callback of the period completed elsewhere moves from Active to Completed, live.
+    _total, rows = served.report_rows({"timePeriod": period})
+    active = next(row for row in rows if row["callbackStatus"] == "ACTIVE")
+    served.graphql(COMPLETE, {"callbackId": active["callbackId"]})
+    completed = page.locator("#status-chart li[data-status=COMPLETED] .count")
+    expect(completed).to_have_text(f"{expected['COMPLETED'] + 1:,}", timeout=2_000)
+    expect(page.locator("#status-chart li[data-status=ACTIVE] .count")).to_have_text(
+        f"{expected['ACTIVE'] - 1:,}"
+    )
+
+
+STATUSES = [
+    "ACTIVE",
+    "COMPLETED",
+    "EXPIRED",
+    "CAMPAIGN_TERMINATED",
+    "OVERWRITTEN",
+    "CONTACT_EXCLUDED",
+]
+
+
 def test_report_page_fits_a_phone_width_screen(chromium: Browser, served: Served) -> None:
     context = chromium.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()

@@ -27,6 +27,17 @@ const CSV_LINK_QUERY = `query ReportPageCsvLink($timePeriod: TimePeriodInput,
   callbacksScheduledDetails(timePeriod: $timePeriod, filters: $filters) { csvUrl }
 }`;
 
+// The chart's counts: the report's callbacks by status (one statement), apart from the report's
+// own request so that this one stays on the compiled path.
+const STATUS_COUNTS_QUERY = `query ReportPageStatusCounts($timePeriod: TimePeriodInput,
+    $filters: CallbacksScheduledDetailsFilters) {
+  callbacksScheduledSummary(timePeriod: $timePeriod, filters: $filters, groupBy: [CALLBACK_STATUS]) {
+    groups { callbackStatus count }
+  }
+}`;
+
+const STATUSES = ["ACTIVE", "COMPLETED", "EXPIRED", "CAMPAIGN_TERMINATED", "OVERWRITTEN", "CONTACT_EXCLUDED"];
+
 const CHANGES_SUBSCRIPTION = `subscription ReportPageChanges($filter: CallbackStatusChangedFilter) {
   callbackStatusChanged(filter: $filter) {
     previousStatus
@@ -74,6 +85,8 @@ let loads = 0; // report requests sent, so that only the latest one's answer is 
 let newCallbacks = 0;
 let live = null;
 let watchedFilter = null; // the subscription's filter, as JSON
+let statusCounts = null; // the chart's counts by status (a Map), kept live like the rows
+let countLoads = 0; // chart requests sent, so that only the latest one's answer is shown
 
 // ---- The form and the page's address ----
 
@@ -236,6 +249,42 @@ function renderReport() {
   enablePager();
 }
 
+function renderStatusChart() {
+  const chart = $("#status-chart");
+  chart.hidden = !statusCounts;
+  if (!statusCounts) return;
+  const largest = Math.max(1, ...statusCounts.values());
+  chart.querySelector("ol").replaceChildren(...STATUSES.map((status) => {
+    const count = statusCounts.get(status) ?? 0;
+    const item = document.createElement("li");
+    item.dataset.status = status;
+    const label = document.createElement("span");
+    label.textContent = LABELS[status];
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${(100 * count) / largest}%`;
+    const number = document.createElement("span");
+    number.className = "count";
+    number.textContent = count.toLocaleString("en");
+    item.append(label, bar, number);
+    return item;
+  }));
+}
+
+// The chart's counts for the view in the page's address; the latest request's answer only.
+async function loadStatusCounts(variables) {
+  const sent = ++countLoads;
+  try {
+    const data = await graphql(STATUS_COUNTS_QUERY, variables);
+    if (sent !== countLoads) return;
+    statusCounts = new Map(data.callbacksScheduledSummary.groups.map((group) => [group.callbackStatus, group.count]));
+  } catch {
+    if (sent !== countLoads) return;
+    statusCounts = null; // the report's own request shows why
+  }
+  renderStatusChart();
+}
+
 function enablePager() {
   $("#first-page").disabled = !report || pageNumber === 0;
   $("#previous-page").disabled = !report || pageNumber === 0;
@@ -255,6 +304,9 @@ function clearReport() {
   $("#csv-link").hidden = true;
   $("#rows tbody").replaceChildren();
   $("#page-position").textContent = "";
+  statusCounts = null;
+  countLoads += 1; // an answer still on its way is for a view that did not run
+  renderStatusChart();
   enablePager();
 }
 
@@ -269,11 +321,13 @@ function showError(message) {
 // Load page `toPage` of the report in the page's address: `pagingTo` is first/after or
 // last/before, or null for the first page (and a fresh look for new callbacks). Only the latest
 // request's answer is shown; the pager waits for it.
-async function load(pagingTo, toPage = 0) {
+async function load(pagingTo, toPage = 0, reloading = false) {
   const view = new URLSearchParams(window.location.search);
   const variables = { ...variablesFromView(view), ...(pagingTo ?? { first: pageSize() }) };
   const sent = ++loads;
   for (const button of document.querySelectorAll(".pager button")) button.disabled = true;
+  // A fresh look (a run, or a reload after live updates were missed) counts again; paging does not.
+  if (!pagingTo || reloading) loadStatusCounts(variablesFromView(view));
   try {
     const data = await graphql(REPORT_QUERY, variables);
     if (sent !== loads) return;
@@ -347,8 +401,25 @@ function matchesFilters(callback) {
   return lists.every(([filter, value]) => !filters[filter] || filters[filter].includes(value(callback)));
 }
 
+// Whether the report counts `callback` when its status is `status`.
+function counted(callback, status) {
+  return inPeriod(callback) && matchesFilters({ ...callback, callbackStatus: status });
+}
+
+function countChange({ previousStatus, callback }) {
+  if (!statusCounts) return;
+  if (previousStatus !== null && counted(callback, previousStatus)) {
+    statusCounts.set(previousStatus, Math.max(0, (statusCounts.get(previousStatus) ?? 0) - 1));
+  }
+  if (counted(callback, callback.callbackStatus)) {
+    statusCounts.set(callback.callbackStatus, (statusCounts.get(callback.callbackStatus) ?? 0) + 1);
+  }
+  renderStatusChart();
+}
+
 function applyChange({ previousStatus, callback }) {
   if (!report) return;
+  countChange({ previousStatus, callback });
   const row = document.querySelector(`#rows tr[data-callback-id="${CSS.escape(callback.callbackId)}"]`);
   if (row) {
     const updated = rowElement(callback);
@@ -394,7 +465,7 @@ class LiveChanges {
                                      payload: { query: CHANGES_SUBSCRIPTION, variables: this.variables } }));
         setLiveState("on", "Live");
         this.retryDelay = 1000;
-        if (reconnecting) load(paging, pageNumber); // what changed meanwhile was not received
+        if (reconnecting) load(paging, pageNumber, true); // what changed meanwhile was not received
       } else if (message.type === "next" && message.payload.data) {
         applyChange(message.payload.data.callbackStatusChanged);
       } else if (message.type === "ping") {
@@ -466,7 +537,7 @@ $("#key-form").addEventListener("submit", (event) => {
   rememberApiKey(event.target.elements.apiKey.value);
   event.target.reset();
   live?.stop(); // its connection was authenticated with the old key, if any
-  load(paging, pageNumber);
+  load(paging, pageNumber, true);
 });
 $("#new-callbacks button").addEventListener("click", () => run());
 $("#first-page").addEventListener("click", () => load({ first: pageSize() }, 0));
