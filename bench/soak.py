@@ -129,6 +129,8 @@ class Soak:
     """The run's shared state."""
 
     started: float
+    # Names this run's callbacks apart from earlier runs' on the same database.
+    run: str = field(default_factory=lambda: os.urandom(4).hex())
     minutes: list[Minute] = field(default_factory=list)
     rss_kib: list[tuple[float, int]] = field(default_factory=list)
     scheduled: list[str] = field(default_factory=list)
@@ -206,7 +208,7 @@ def _request(rng: random.Random, soak: Soak, agent_id: str) -> tuple[str, dict[s
     if roll < 0.60:
         return "contacts", {"query": CONTACTS_QUERY}
     if roll < 0.82 or not soak.scheduled:
-        callback_id = f"SOAK-{rng.getrandbits(48):012x}"
+        callback_id = f"SOAK-{soak.run}-{rng.getrandbits(48):012x}"
         soak.scheduled.append(callback_id)
         variables = {
             "input": {
