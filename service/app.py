@@ -34,6 +34,7 @@ from service.db.engines import create_engine, create_session_maker, create_write
 from service.events.relay import ChangeLogRelay
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
+from service.graph.persisted_queries import PersistedQueries
 from service.graph.request_metrics import RequestMetrics
 from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
 from service.reports.callbacks_scheduled_details.csv_export import download_csv
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
             on_use=key_usage.note,
         )
         app.state.rate_limits = create_rate_limiter(settings)
+        app.state.persisted_queries = PersistedQueries(app.state.session_maker, write_session_maker)
         relay = ChangeLogRelay(
             app.state.transactions.write_session_maker,
             events.transport,

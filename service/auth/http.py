@@ -82,10 +82,12 @@ def is_proxied(scope: Scope) -> bool:
 
 
 def _is_graphiql_page(scope: Scope) -> bool:
-    """A GET without a query: Strawberry answers it with the GraphiQL page (or an error)."""
+    """A GET without a query: Strawberry answers it with the GraphiQL page (or an error). A GET
+    with extensions may name a persisted query instead, and needs a key like any other."""
     if scope["method"] != "GET":
         return False
-    return "query" not in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return "query" not in parameters and "extensions" not in parameters
 
 
 async def _refuse_over_limit(scope: Scope, send: Send, error: RateLimitedError) -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.datastructures import Headers
@@ -27,7 +27,18 @@ from service.errors import (
     graphql_error_body,
     send_graphql_error,
 )
-from service.media_types import response_media_type, wants_stream, without_streams
+from service.graph.persisted_queries import (
+    PersistedQueries,
+    PersistedQueryNotFoundError,
+    persisted_query_hash,
+    resolve_document,
+)
+from service.media_types import (
+    GRAPHQL_RESPONSE_JSON,
+    response_media_type,
+    wants_stream,
+    without_streams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +67,12 @@ class GraphQLHTTPGuard:
             if scope["method"] == "POST":
                 body = await self._read_body(scope, receive)
                 # Checked, and kept for the apps below, so they need not parse it again.
-                scope[GRAPHQL_REQUEST] = _check_post(Headers(scope=scope), body)
+                payload = _check_post(Headers(scope=scope), body)
+                if await self._fill_in_persisted_query(scope, payload):
+                    body = json.dumps(payload).encode()
+                scope[GRAPHQL_REQUEST] = payload
             elif scope["method"] == "GET":
+                await self._fill_in_persisted_get(scope)
                 _check_get(scope, self.max_tokens)
         except HTTPRequestError as error:
             await _send_error(send, error, Headers(scope=scope).get("accept"))
@@ -73,6 +88,45 @@ class GraphQLHTTPGuard:
                 ]
         answer = self.app(scope, _replay(body), _rewrite_plain_text_errors(send, accept))
         await _cancelled_when_client_leaves(answer, receive)
+
+    async def _fill_in_persisted_query(self, scope: Scope, payload: dict[str, Any]) -> bool:
+        """Put a persisted query's document into the request, so that the limits, the compiled
+        path and Strawberry below see an ordinary request; False when it names none."""
+        extensions = payload.get("extensions")
+        sha256_hash = persisted_query_hash(extensions)
+        if sha256_hash is None or not isinstance(extensions, dict):
+            return False
+        store: PersistedQueries = scope["app"].state.persisted_queries
+        payload["query"] = await resolve_document(
+            store, sha256_hash, payload.get("query"), max_bytes=self.max_body_bytes
+        )
+        # Done with: the compiled path leaves requests with other extensions to Strawberry.
+        rest = {name: value for name, value in extensions.items() if name != "persistedQuery"}
+        if rest:
+            payload["extensions"] = rest
+        else:
+            payload.pop("extensions")
+        return True
+
+    async def _fill_in_persisted_get(self, scope: Scope) -> None:
+        """The same for a GET, whose extensions come URL-encoded as JSON."""
+        parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        extensions_text = parameters.get("extensions")
+        if not extensions_text or len(extensions_text) > 1:
+            return  # repeated parameters are refused by _check_get
+        try:
+            extensions = json.loads(extensions_text[0])
+        except (ValueError, RecursionError):
+            raise HTTPRequestError(400, "extensions must be URL-encoded JSON") from None
+        payload: dict[str, Any] = {
+            name: values[0] for name, values in parameters.items() if name != "extensions"
+        }
+        payload["extensions"] = extensions
+        if not await self._fill_in_persisted_query(scope, payload):
+            return
+        if "extensions" in payload:
+            payload["extensions"] = json.dumps(payload["extensions"])
+        scope["query_string"] = urlencode(payload).encode("latin-1")
 
     def _asks_for_subscription(self, scope: Scope) -> bool:
         """Whether a POST's chosen operation is a subscription (GETs of one were refused)."""
@@ -133,7 +187,12 @@ def _check_request_object(payload: Any) -> None:
         raise HTTPRequestError(
             400, "the request body must be a JSON object with a query (batching is off)"
         )
-    if not isinstance(payload.get("query"), str):
+    extensions = payload.get("extensions")
+    persisted = isinstance(extensions, dict) and "persistedQuery" in extensions
+    # A persisted query may come without its document (the guard fills it in).
+    if not isinstance(payload.get("query"), str) and not (
+        persisted and payload.get("query") is None
+    ):
         raise HTTPRequestError(400, "the request needs a query, as a string")
     if payload.get("variables") is not None and not isinstance(payload["variables"], dict):
         raise HTTPRequestError(400, "variables must be a JSON object")
@@ -224,9 +283,12 @@ def _replay(body: bytes) -> Receive:
 
 async def _send_error(send: Send, error: HTTPRequestError, accept: str | None) -> None:
     extra_headers = [(b"allow", b"POST")] if error.status == 405 else []
-    await send_graphql_error(
-        send, error.status, error.message, error.code, extra_headers, accept=accept
-    )
+    status = error.status
+    if isinstance(error, PersistedQueryNotFoundError):
+        # A request error like a validation failure: 400 under the GraphQL response type, 200
+        # for application/json clients (Apollo's clients retry on the code either way).
+        status = 400 if response_media_type(accept) == GRAPHQL_RESPONSE_JSON else 200
+    await send_graphql_error(send, status, error.message, error.code, extra_headers, accept=accept)
 
 
 def _rewrite_plain_text_errors(send: Send, accept: str | None) -> Send:

@@ -7,6 +7,7 @@ from service.db.models.callback import Callback, CallbackAttempt
 from service.db.models.campaign import Campaign
 from service.db.models.contact import Contact
 from service.db.models.job import Job
+from service.db.models.persisted_query import PersistedQuery
 from service.db.models.status_change import StatusChangeEntry
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "Campaign",
     "Contact",
     "Job",
+    "PersistedQuery",
     "StatusChangeEntry",
 ]
