@@ -14,9 +14,8 @@ import pytest
 from sqlalchemy import URL
 
 from service.media_types import GRAPHQL_RESPONSE_JSON, JSON
-from service.settings import Settings
 from tests.auth.test_authorization import SecuredService, secured
-from tests.graphql_client import GraphQLClient, serve_graphql
+from tests.graphql_client import GraphQLClient, _seeded_settings, serve_graphql
 
 __all__ = ["secured"]  # the fixture, used here too
 
@@ -31,20 +30,10 @@ def _extensions(document: str, version: object = 1) -> dict[str, Any]:
     return {"persistedQuery": {"version": version, "sha256Hash": _hash(document)}}
 
 
-def _settings(database_url: URL) -> Settings:
-    return Settings(
-        database_url=database_url,
-        max_page_size=500,
-        expiry_sweep_seconds=0,
-        open_without_keys=True,
-        api_key_cache_seconds=3600,
-    )
-
-
 @pytest.fixture
 def other_instance(seeded_database_url: URL) -> Iterator[GraphQLClient]:
     """A second instance of the service over the same database, with its own caches."""
-    yield from serve_graphql(_settings(seeded_database_url))
+    yield from serve_graphql(_seeded_settings(seeded_database_url))
 
 
 def _post(
