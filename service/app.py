@@ -132,7 +132,13 @@ def create_app(settings: Settings) -> Starlette:
         events = create_callback_events(settings, app.state.session_maker)
         app.state.events = events
         write_session_maker = create_session_maker(write_engine)
-        app.state.transactions = Transactions(write_session_maker, events)
+        relay = ChangeLogRelay(
+            write_session_maker,
+            events.transport,
+            retention=dt.timedelta(days=settings.change_log_retention_days),
+            read_session_maker=app.state.session_maker,
+        )
+        app.state.transactions = Transactions(write_session_maker, events, relay)
         key_usage = app.state.key_usage = KeyUsage(write_session_maker)
         app.state.api_keys = ApiKeyRegistry(
             app.state.session_maker,
@@ -143,12 +149,6 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.rate_limits = create_rate_limiter(settings)
         app.state.persisted_queries = PersistedQueries(app.state.session_maker, write_session_maker)
-        relay = ChangeLogRelay(
-            app.state.transactions.write_session_maker,
-            events.transport,
-            retention=dt.timedelta(days=settings.change_log_retention_days),
-            read_session_maker=app.state.session_maker,
-        )
         background: list[asyncio.Task[None]] = []
         try:
             await events.start()
@@ -172,6 +172,8 @@ def create_app(settings: Settings) -> Starlette:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):  # else the next relay round elsewhere does
+                await relay.mark_noted()
             await events.stop()
             await key_usage.stop()  # writes the last uses still noted
             await app.state.rate_limits.close()

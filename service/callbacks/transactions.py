@@ -17,6 +17,7 @@ from service.errors import ConflictError
 from service.events import change_log
 from service.events.change_log import ChangeOrigin
 from service.events.changes import StatusChange
+from service.events.relay import ChangeLogRelay
 from service.events.transports import CallbackEvents
 
 ResultT = TypeVar("ResultT")
@@ -47,15 +48,14 @@ class Transactions:
     log in the same transaction, and publishes them through `events`."""
 
     def __init__(
-        self, write_session_maker: async_sessionmaker[AsyncSession], events: CallbackEvents
+        self,
+        write_session_maker: async_sessionmaker[AsyncSession],
+        events: CallbackEvents,
+        relay: ChangeLogRelay,
     ) -> None:
         self._write_session_maker = write_session_maker
         self._events = events
-
-    @property
-    def write_session_maker(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions on the engine mutations write through."""
-        return self._write_session_maker
+        self._relay = relay
 
     async def run(self, operation: Operation[ResultT], origin: ChangeOrigin) -> Outcome[ResultT]:
         """Run an operation in one transaction, its status changes logged in it as made by
@@ -107,10 +107,7 @@ class Transactions:
             await transport.publish(changes)
             metrics.EVENTS_PUBLISHED.inc(len(changes))
             if transport.needs_relay:
-                async with self._write_session_maker() as session, session.begin():
-                    await change_log.mark_published(
-                        session, [change.change_id for change in changes], utc_now()
-                    )
+                self._relay.note_published([change.change_id for change in changes])
         except Exception:
             logger.exception(
                 "could not publish %d committed status changes; the relay will", len(changes)

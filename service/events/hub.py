@@ -147,8 +147,8 @@ class EventHub:
         self._shared_sinks: dict[Hashable, ChangeSink] = {}
         self._inbox: asyncio.Queue[StatusChange] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._taken: set[int] = set()
-        self._taken_order: collections.deque[int] = collections.deque()
+        # The change IDs taken lately, oldest first (a dict keeps insertion order).
+        self._taken: dict[int, None] = {}
         # The newest change ID taken; None until the transport first connects.
         self._newest_taken: int | None = None
 
@@ -178,10 +178,9 @@ class EventHub:
             change_id = change.change_id
             if change_id in self._taken:
                 continue
-            self._taken.add(change_id)
-            self._taken_order.append(change_id)
-            if len(self._taken_order) > _REMEMBERED_CHANGES:
-                self._taken.discard(self._taken_order.popleft())
+            self._taken[change_id] = None
+            if len(self._taken) > _REMEMBERED_CHANGES:
+                del self._taken[next(iter(self._taken))]
             if self._newest_taken is None or change_id > self._newest_taken:
                 self._newest_taken = change_id
             if self._sinks:

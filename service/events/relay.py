@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,16 +43,39 @@ class ChangeLogRelay:
         reads whether anything waits, without taking SQLite's write connection."""
         self._session_maker = session_maker
         self._read_session_maker = read_session_maker or session_maker
+        # Changes a transport took right after their commit, not yet marked in the log.
+        self._noted: list[int] = []
         self._transport = transport
         self._retention = retention
         # The first prune comes an interval after start, not during it (nor in the middle
         # of a short-lived test's requests).
         self._pruned_at = utc_now() - _PRUNE_EVERY + _FIRST_PRUNE_AFTER
 
+    def note_published(self, change_ids: Sequence[int]) -> None:
+        """Changes the committing instance published: marked in the log at the relay's next
+        round, in one statement for all of them, not a transaction per mutation (within the
+        grace, so no relay takes them for unpublished)."""
+        self._noted.extend(change_ids)
+
+    async def mark_noted(self) -> None:
+        """Mark the noted changes published; on failure they stay noted for the next round."""
+        noted, self._noted = self._noted, []
+        try:
+            for start in range(0, len(noted), _BATCH):
+                async with self._session_maker() as session, session.begin():
+                    await change_log.mark_published(
+                        session, noted[start : start + _BATCH], utc_now()
+                    )
+        except BaseException:
+            self._noted[:0] = noted
+            raise
+
     async def relay_once(self, *, now: dt.datetime | None = None) -> int:
-        """Publish the unpublished changes made before the grace; return how many."""
+        """Mark what was noted published, then publish the unpublished changes made before
+        the grace; return how many."""
         if not self._transport.needs_relay:
             return 0  # nothing is ever left unpublished
+        await self.mark_noted()
         now = now or utc_now()
         changed_before = now - PUBLISH_GRACE
         published = 0
