@@ -329,9 +329,13 @@ def log_config(terminal: bool | None = None) -> dict[str, Any]:
     JSON lines, unless the output is a terminal (`terminal`, by default whether stderr is),
     where a person reads them."""
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["filters"] = {"request_id": {"()": "service.request_ids.RequestIdLogFilter"}}
+    config["filters"] = {
+        "request_id": {"()": "service.request_ids.RequestIdLogFilter"},
+        "link_tokens": {"()": "service.access_log.LinkTokenRedaction"},
+    }
     for handler in config["handlers"].values():
         handler["filters"] = ["request_id"]
+    config["handlers"]["access"]["filters"].append("link_tokens")
     formatters = config["formatters"]
     if terminal if terminal is not None else sys.stderr.isatty():
         formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
