@@ -334,17 +334,17 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     host = arguments.host or settings.host
     port = arguments.port or settings.port
     workers = arguments.workers or settings.workers
+    if settings.trusted_documents is not None:
+        # Checked before anything starts (each of several workers would fail on its own).
+        load_allow_list(
+            settings, create_schema(settings.query_limits, introspection=settings.introspection)
+        )
     _check_port_free(host, port)
     if workers > 1 and settings.is_sqlite and not settings.redis_url:
         raise PomreportCommandError(
             f"--workers {workers} needs status-change events that reach every process, and on "
             "SQLite they stay inside one: serve one worker, use PostgreSQL (DATABASE_URL), or "
             "set REDIS_URL"
-        )
-    if settings.trusted_documents is not None:
-        # Checked before anything starts (each of several workers would fail on its own).
-        load_allow_list(
-            settings, create_schema(settings.query_limits, introspection=settings.introspection)
         )
     keys_exist = asyncio.run(_check_database_ready(settings))
     allow_unauthenticated = arguments.allow_unauthenticated or settings.allow_unauthenticated
