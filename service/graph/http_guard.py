@@ -4,7 +4,9 @@ GraphQL-shaped body (`{"errors": [...]}` with `extensions.code`), never a 500.
 Strawberry answers some malformed bodies (`null`, `123`, invalid UTF-8, JSON nested thousands
 deep) with a 500, and its other refusals with plain text; this guard checks the request first
 and rewrites plain-text refusals into GraphQL errors. Mutations sent with GET get 405, as the
-GraphQL-over-HTTP spec asks.
+GraphQL-over-HTTP spec asks. A persisted query's document is filled in here, and in allow-list
+mode (POMREPORT_TRUSTED_DOCUMENTS) any document the manifest lacks is refused here, before it is
+parsed.
 """
 
 from __future__ import annotations

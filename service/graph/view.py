@@ -109,7 +109,8 @@ def untrusted_operation(websocket: object, payload: Any) -> GraphQLError | None:
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """`graphql-transport-ws`, counting each operation against its key's rate limit and
+    """`graphql-transport-ws`, refusing in allow-list mode an operation whose document the
+    manifest lacks, counting each operation against its key's rate limit and
     telling each operation's subscription which socket it writes to, so subscribers with the
     same responses share them (`service.graph.fanout`)."""
 
@@ -165,8 +166,9 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time, and
-    counting each operation it starts against its key's rate limit.
+    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time,
+    refusing in allow-list mode an operation whose document the manifest lacks, and counting
+    each operation it starts against its key's rate limit.
 
     Strawberry times `graphql-transport-ws` connections out (4408) but not legacy ones, so an
     unauthenticated client could hold a socket open for as long as it liked. (Its subscribers
