@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from service.graph.trusted_documents import SHIPPED_MANIFEST, document_hash
+from service.graph.persisted_queries import document_hash
+from service.graph.trusted_documents import SHIPPED_MANIFEST
 from service.seed.bulk_insert import seed_database
 from service.seed.demo_data import SeedPlan
 from service.settings import Settings

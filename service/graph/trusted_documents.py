@@ -15,7 +15,6 @@ lacks is FORBIDDEN.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,12 @@ from graphql import (
 
 from service import metrics
 from service.errors import HTTPRequestError
-from service.graph.persisted_queries import PersistedQueryNotFoundError, persisted_query_hash
+from service.graph.persisted_queries import (
+    HashMismatchError,
+    PersistedQueryNotFoundError,
+    document_hash,
+    persisted_query_hash,
+)
 
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
 MANIFEST_VERSION = 1
@@ -112,20 +116,11 @@ class TrustedDocuments:
             raise HTTPRequestError(400, "the request needs a query, as a string")
         actual = document_hash(query)
         if sha256_hash is not None and sha256_hash != actual:
-            raise HTTPRequestError(
-                400,
-                "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query "
-                "(hash the query's exact UTF-8 text, in lower-case hex)",
-            )
+            raise HashMismatchError
         if actual not in self._bodies:
             metrics.TRUSTED_DOCUMENT_REFUSALS.labels("not_trusted").inc()
             raise DocumentNotTrustedError
         return query
-
-
-def document_hash(document: str) -> str:
-    """The SHA-256 of a document's exact UTF-8 text, in lower-case hex."""
-    return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
 
 def load_trusted_documents(path: Path, schema: GraphQLSchema) -> TrustedDocuments:

@@ -16,11 +16,11 @@ from sqlalchemy import URL
 from starlette.testclient import WebSocketTestSession
 
 from service.app import create_app
+from service.graph.persisted_queries import document_hash
 from service.graph.trusted_documents import (
     SHIPPED_MANIFEST,
     ManifestError,
     build_manifest,
-    document_hash,
     manifest_text,
 )
 from service.media_types import JSON

@@ -125,12 +125,18 @@ def _command_on(directory: Path) -> Callable[..., str]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    directory = tmp_path_factory.mktemp("browser")
+    with _seeded_service(tmp_path_factory.mktemp("browser")) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def _seeded_service(directory: Path, environment: dict[str, str] | None = None) -> Iterator[Served]:
+    """`pomreport serve` over 3,000 seeded callbacks in `directory`, with an operator key."""
     pomreport = _command_on(directory)
     pomreport("migrate")
     pomreport("seed", "--callbacks", "3000")
     operator_key = pomreport("apikey", "create", "--role", "operator", "--name", "browser test")
-    with serving(directory) as process:
+    with serving(directory, environment=environment) as process:
         yield Served(process, operator_key)
 
 
@@ -421,14 +427,9 @@ README_MUTATION = Path(__file__).parents[2] / "docs" / "queries" / "schedule-cal
 @pytest.fixture(scope="module")
 def allow_listed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A seeded service in allow-list mode, with the manifest pomreport ships."""
-    directory = tmp_path_factory.mktemp("allow-list")
-    pomreport = _command_on(directory)
-    pomreport("migrate")
-    pomreport("seed", "--callbacks", "3000")
-    operator_key = pomreport("apikey", "create", "--role", "operator", "--name", "allow-list")
     environment = {"POMREPORT_TRUSTED_DOCUMENTS": str(SHIPPED_MANIFEST)}
-    with serving(directory, environment=environment) as process:
-        yield Served(process, operator_key)
+    with _seeded_service(tmp_path_factory.mktemp("allow-list"), environment) as service:
+        yield service
 
 
 def _document(path: Path) -> str:
