@@ -16,6 +16,8 @@ from sqlalchemy import URL
 from starlette.testclient import WebSocketTestSession
 
 from service.app import create_app
+from service.auth.api_keys import create_api_key
+from service.db.models.api_key import Role
 from service.graph.persisted_queries import document_hash
 from service.graph.trusted_documents import (
     SHIPPED_MANIFEST,
@@ -27,7 +29,7 @@ from service.media_types import JSON
 from service.schema import create_schema
 from service.settings import Settings, SettingsError, parse_database_url
 from tests.events.test_subscription import wait_for_subscribers
-from tests.graphql_client import GraphQLClient, _seeded_settings, serve_graphql
+from tests.graphql_client import GraphQLClient, _seeded_settings, on_database, serve_graphql
 
 REPORT = "{ callbacksScheduledDetails(timePeriod: {preset: ALL}) { totalRecords } }\n"
 MUTATION = 'mutation Expire { expireDueCallbacks(asOf: "2000-01-01T00:00:00Z") { changedCount } }\n'
@@ -285,3 +287,26 @@ def test_report_pages_documents_are_in_the_shipped_manifest() -> None:
     ]
     for path in page_documents:
         assert document_hash(path.read_text(encoding="utf-8")) in shipped
+
+
+def test_untrusted_document_with_keys_required_needs_a_key_then_runs_no_statement(
+    seeded_database_url: URL, manifest: Path
+) -> None:
+    settings = Settings(
+        database_url=seeded_database_url, expiry_sweep_seconds=0, trusted_documents=manifest
+    )
+    for api in serve_graphql(settings):
+        _row, key = on_database(
+            seeded_database_url, lambda sessions: create_api_key(sessions, Role.VIEWER)
+        )
+        without_key = _post(api, {"query": UNTRUSTED})
+        assert without_key.status_code == 401
+        assert _code(without_key) == "UNAUTHENTICATED"
+        api.headers = {"Authorization": f"Bearer {key}"}
+        assert _post(api, {"query": REPORT}).status_code == 200  # the key, looked up once
+        for body, code in (
+            ({"query": UNTRUSTED}, "FORBIDDEN"),
+            ({"extensions": _extensions(UNTRUSTED)}, "PERSISTED_QUERY_NOT_FOUND"),
+        ):
+            assert _code(_post(api, body)) == code
+            assert api.statements == []
