@@ -93,14 +93,6 @@ class TrustedDocuments:
     def __len__(self) -> int:
         return len(self._bodies)
 
-    def get_document(self, sha256_hash: str) -> str | None:
-        """The trusted document with this hash, or None."""
-        return self._bodies.get(sha256_hash)
-
-    def admits(self, document: str) -> bool:
-        """Whether a document, exactly as sent, is one of the trusted ones."""
-        return document_hash(document) in self._bodies
-
     def resolve(self, query: Any, extensions: Any) -> str:
         """The document a request runs: its own, when trusted, or the trusted one its
         `extensions.persistedQuery` names; PersistedQueryNotFoundError for a hash the manifest
