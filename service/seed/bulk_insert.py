@@ -149,7 +149,7 @@ async def _seed_postgresql(
             await _copy(connection, "campaign", CAMPAIGN_COLUMNS, campaign_rows)
             await _copy(connection, "job", JOB_COLUMNS, job_rows)
             await _copy(connection, "agent", AGENT_COLUMNS, demo.agent_rows())
-            await _copy(connection, "contact", CONTACT_COLUMNS, list(demo.contact_rows()))
+            await _copy(connection, "contact", CONTACT_COLUMNS, demo.contact_rows())
             async for chunk in _chunks_generated_ahead(demo.callback_chunks()):
                 await _copy(connection, "callback", CALLBACK_COLUMNS, chunk.callbacks)
                 await _copy(connection, "callback_attempt", ATTEMPT_COLUMNS, chunk.attempts)
