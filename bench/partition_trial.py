@@ -39,6 +39,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -160,6 +161,79 @@ async def _write_cost(connection: asyncpg.Connection, schema: str, newest: dt.da
         await transaction.rollback()
 
 
+async def lookups_and_retention(dsn: str, lookups: int) -> dict[str, Any]:
+    """Per table: a callback looked up by its ID alone, as mutations and `callback(callbackId:)`
+    do (median of `lookups` random IDs, prepared), and the removal of September 2026's callbacks:
+    a DELETE, or a DETACH and DROP of the month's partition (each rolled back)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        ids = [
+            row[0]
+            for row in await connection.fetch(
+                "SELECT callback_id FROM public.callback TABLESAMPLE SYSTEM (0.1) LIMIT $1",
+                lookups,
+            )
+        ]
+        figures: dict[str, Any] = {}
+        for variant, search_path in VARIANTS.items():
+            await connection.execute(f"SET search_path = {search_path}")
+            statement = await connection.prepare(
+                "SELECT callback_id, status, created_at FROM callback WHERE callback_id = $1"
+            )
+            seconds = []
+            for callback_id in ids * 2:  # the first pass warms the cache
+                started = time.perf_counter()
+                await statement.fetch(callback_id)
+                seconds.append(time.perf_counter() - started)
+            plan = await connection.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT callback_id, status, created_at FROM callback"
+                " WHERE callback_id = $1",
+                ids[0],
+            )
+            figures[variant] = {
+                "lookup_median_ms": 1000 * statistics.median(seconds[len(ids) :]),
+                "lookup_plan": "\n".join(row[0] for row in plan),
+            }
+        await connection.execute("SET search_path = public")
+        month = ("2026-09-01T00:00:00+00:00", "2026-10-01T00:00:00+00:00")
+        for variant, statements in (
+            (
+                "ordered",
+                [
+                    "DELETE FROM trial_ordered.callback"
+                    f" WHERE created_at >= '{month[0]}' AND created_at < '{month[1]}'"
+                ],
+            ),
+            (
+                "partitioned",
+                [
+                    "ALTER TABLE trial_partitioned.callback DETACH PARTITION"
+                    " trial_partitioned.callback_2026_09",
+                    "DROP TABLE trial_partitioned.callback_2026_09",
+                ],
+            ),
+        ):
+            rows = await connection.fetchval(
+                f"SELECT count(*) FROM trial_{variant}.callback"
+                f" WHERE created_at >= '{month[0]}' AND created_at < '{month[1]}'"
+            )
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                started = time.perf_counter()
+                for sql in statements:
+                    await connection.execute(sql)
+                took = time.perf_counter() - started
+            finally:
+                await transaction.rollback()
+            figures[variant]["retention_rows"] = rows
+            figures[variant]["retention_seconds"] = took
+            figures[variant]["retention_statements"] = statements
+        return figures
+    finally:
+        await connection.close()
+
+
 async def _columns_match(dsn: str) -> None:
     """The copy's INSERT ... SELECT lists the columns in the seeded table's order; check it."""
     connection = await asyncpg.connect(dsn)
@@ -222,6 +296,8 @@ def main() -> None:
     requests = scale.resolve(dsn, kinds, as_of)
     result["requests"] = {}
     try:
+        print("lookups by callback ID, and retention of a month ...", flush=True)
+        result["lookups_and_retention"] = asyncio.run(lookups_and_retention(dsn, 200))
         for kind in kinds:
             statements = peers.capture_statements(settings, requests[kind].payload)
             result["requests"][kind] = {"title": requests[kind].title, "by": {}}
@@ -271,6 +347,16 @@ def print_tables(result: dict[str, Any]) -> None:
                 f" | {steps['heap_bytes'] / gib:.2f} | {steps['index_bytes'] / gib:.2f}"
                 f" | {steps['write_seconds_20000']:.2f} |"
             )
+    if "lookups_and_retention" in result:
+        print("\n| table | lookup by callback ID, median ms | removing September 2026 |")
+        print("|---|---|---|")
+        for variant, figures in result["lookups_and_retention"].items():
+            removal = (
+                f"{figures['retention_rows']:,} rows in {figures['retention_seconds']:.2f} s"
+                if "retention_seconds" in figures
+                else ""
+            )
+            print(f"| {variant} | {figures['lookup_median_ms']:.3f} | {removal} |")
     print("\n| request | statement | " + " | ".join(VARIANTS) + " |")
     print("|---|---|" + "---|" * len(VARIANTS))
     print("| | | median ms (planning + execution ms; shared blocks hit/read) |")

@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python bench/scale.py --database 1M=postgresql://postgres@127.0.0.1:5432/scale1m \
         --database 10M=postgresql://postgres@127.0.0.1:5432/scale10m \
         [--requests 30] [--rounds 4] [--warmup 10] [--kinds a,b,c,s7,s30] \
+        [--floor-requests 20] [--floor-warmup 3] \
         [--as-of 2026-11-29T03:00Z] [--json bench/scale-results.json] [--explain-dir DIR]
 
 Each database is seeded with the same `pomreport seed --seed 1 --as-of ...` and a different
@@ -27,10 +28,10 @@ is checked (no errors; a report's page holds min(total, first) rows).
 
 Then the SQL floor of each kind and database: the statements one request runs, captured
 in-process from SQLAlchemy's `before_cursor_execute` (as bench/peers does), each replayed
---requests times after --warmup through asyncpg on one connection (median per statement), and
-once under EXPLAIN (ANALYZE, BUFFERS), whose planning and execution times, top node and buffers
-are kept; the plans' text goes to --explain-dir. Also the database's size and its largest
-tables and indexes. Prints markdown tables and writes everything to --json.
+--floor-requests times after --floor-warmup through asyncpg on one connection (median per
+statement), and once under EXPLAIN (ANALYZE, BUFFERS), whose planning and execution times, top
+node and buffers are kept; the plans' text goes to --explain-dir. Also the database's size and
+its largest tables and indexes. Prints markdown tables and writes everything to --json.
 """
 
 from __future__ import annotations
@@ -332,7 +333,9 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             result["requests"][kind]["by"][name] = {
                 "title": requests[name][kind].title,
                 "statements": asyncio.run(
-                    floor_and_plans(dsns[name], statements, arguments.warmup, arguments.requests)
+                    floor_and_plans(
+                        dsns[name], statements, arguments.floor_warmup, arguments.floor_requests
+                    )
                 ),
             }
 
@@ -415,6 +418,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--floor-requests", type=int, default=20, help="replays per statement")
+    parser.add_argument("--floor-warmup", type=int, default=3)
     parser.add_argument("--as-of", default=peers.DEFAULT_AS_OF)
     parser.add_argument("--json", default=str(DEFAULT_JSON))
     parser.add_argument("--explain-dir", help="write each statement's plan text here")
