@@ -124,15 +124,18 @@ async def build(dsn: str, months_back: int) -> dict[str, Any]:
                     connection, f"CREATE INDEX ON {schema}.callback ({', '.join(columns)})"
                 )
             print(f"{variant}: vacuum ...", flush=True)
+            # Of a partitioned table, VACUUM (ANALYZE) vacuums and analyzes every partition and
+            # gathers the parent's own statistics as well.
             steps["vacuum_seconds"] = await _timed(
                 connection, f"VACUUM (ANALYZE) {schema}.callback"
             )
-            # Of a partitioned table, VACUUM (ANALYZE) vacuums and analyzes every partition and
-            # gathers the parent's own statistics as well.
+            # pg_partition_tree lists nothing for a table that is not partitioned.
             sizes = await connection.fetchrow(
                 "SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint,"
-                " coalesce(sum(pg_indexes_size(relid)), 0)::bigint"
-                " FROM pg_partition_tree($1::regclass) WHERE isleaf",
+                " coalesce(sum(pg_indexes_size(relid)), 0)::bigint FROM ("
+                " SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf"
+                " UNION SELECT $1::regclass WHERE NOT EXISTS"
+                " (SELECT FROM pg_partition_tree($1::regclass))) AS leaves",
                 f"{schema}.callback",
             )
             assert sizes is not None
