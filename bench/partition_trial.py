@@ -3,7 +3,9 @@
 Usage:
     .venv/bin/python bench/partition_trial.py --database-url URL [--months-back 36]
         [--kinds a,b,c,s7,s30] [--requests 30] [--warmup 10] [--as-of 2026-11-29T03:00Z]
-        [--json bench/partition-trial-results.json] [--explain-dir DIR] [--keep]
+        [--json bench/partition-trial-results.json] [--explain-dir DIR] [--keep] [--skip-build]
+    .venv/bin/python bench/partition_trial.py --database-url URL --attempts --kinds a,b,c
+        [--json bench/partition-trial-attempts-results.json]
 
 Builds two copies of the seeded database's `callback` table in schemas of their own, beside the
 service's tables (which it only reads), then drops them unless --keep:
@@ -28,6 +30,14 @@ service on the seeded tables) are replayed on each of the three tables (`SET sea
 puts a copy's schema first; the other tables stay the service's): median of --requests after
 --warmup on one connection, prepared as the service prepares them, and EXPLAIN (ANALYZE,
 BUFFERS) with its planning time.
+
+With --attempts (after a run with --keep), only the attempts: a third schema, trial_attempts,
+gets a copy of callback_attempt partitioned by its callback's creation month (a column it gains,
+`callback_created_at`, as a partitioned callback table's foreign key would need), one partition
+per month the callbacks span. Each report kind's page statement is then replayed on the
+partitioned callbacks with the attempts plain, partitioned and probed by callback ID alone (as
+the service's statement does), and partitioned and probed by callback ID and creation time
+(which lets the executor prune to one partition per row).
 """
 
 from __future__ import annotations
@@ -237,6 +247,98 @@ async def lookups_and_retention(dsn: str, lookups: int) -> dict[str, Any]:
         await connection.close()
 
 
+ATTEMPTS_PROBE = "WHERE callback_attempt.callback_id = page.callback_id)"
+ATTEMPTS_PROBE_PRUNED = (
+    "WHERE callback_attempt.callback_id = page.callback_id"
+    " AND callback_attempt.callback_created_at = page.created_at)"
+)
+ATTEMPT_VARIANTS = {
+    # name: (search_path, whether the attempts' probe names the callback's creation time)
+    "callbacks partitioned, attempts plain": ("trial_partitioned, public", False),
+    "both partitioned, attempts by callback ID": (
+        "trial_partitioned, trial_attempts, public",
+        False,
+    ),
+    "both partitioned, attempts by callback ID and creation time": (
+        "trial_partitioned, trial_attempts, public",
+        True,
+    ),
+}
+
+
+async def build_attempts(dsn: str) -> dict[str, Any]:
+    """A copy of callback_attempt partitioned by its callback's creation month (a column it
+    gains, `callback_created_at`), one partition per month the callbacks span and the next."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SET maintenance_work_mem = '256MB'")
+        span = await connection.fetchrow(
+            "SELECT min(created_at), max(created_at) FROM public.callback"
+        )
+        assert span is not None
+        oldest, newest = span
+        await connection.execute("DROP SCHEMA IF EXISTS trial_attempts CASCADE")
+        await connection.execute("CREATE SCHEMA trial_attempts")
+        await connection.execute(
+            "CREATE TABLE trial_attempts.callback_attempt (LIKE public.callback_attempt"
+            " INCLUDING DEFAULTS INCLUDING CONSTRAINTS, callback_created_at timestamptz NOT NULL)"
+            " PARTITION BY RANGE (callback_created_at)"
+        )
+        months = [_month(oldest, 0)]
+        while months[-1] <= _month(newest, 1):
+            months.append(_month(months[-1], 1))
+        for start, end in itertools.pairwise(months):
+            await connection.execute(
+                f"CREATE TABLE trial_attempts.callback_attempt_{start:%Y_%m} PARTITION OF "
+                f"trial_attempts.callback_attempt FOR VALUES FROM ('{start.isoformat()}') "
+                f"TO ('{end.isoformat()}')"
+            )
+        figures: dict[str, Any] = {"partitions": len(months) - 1}
+        print("attempts: copying with their callbacks' creation times ...", flush=True)
+        figures["copy_seconds"] = await _timed(
+            connection,
+            "INSERT INTO trial_attempts.callback_attempt SELECT a.*, c.created_at"
+            " FROM public.callback_attempt a JOIN public.callback c USING (callback_id)",
+        )
+        figures["index_seconds"] = await _timed(
+            connection,
+            "CREATE INDEX ON trial_attempts.callback_attempt (callback_id, attempted_at)",
+        )
+        figures["vacuum_seconds"] = await _timed(
+            connection, "VACUUM (ANALYZE) trial_attempts.callback_attempt"
+        )
+        return figures
+    finally:
+        await connection.close()
+
+
+def measure_attempts(
+    dsn: str, settings: Settings, requests: dict[str, scale.Request], warmup: int, count: int
+) -> dict[str, Any]:
+    """Each report kind's page statement with the attempts plain or partitioned, probed by the
+    callback's ID alone or with its creation time (which lets the executor prune)."""
+    measured: dict[str, Any] = {}
+    for kind, request in requests.items():
+        if request.first is None:
+            continue
+        statements = peers.capture_statements(settings, request.payload)
+        page = next(s for s in statements if s.sql.startswith("SELECT page."))
+        if ATTEMPTS_PROBE not in page.sql:
+            raise BenchError("the page statement no longer probes the attempts as expected")
+        pruned = dataclasses.replace(
+            page, sql=page.sql.replace(ATTEMPTS_PROBE, ATTEMPTS_PROBE_PRUNED)
+        )
+        measured[kind] = {"title": request.title, "by": {}}
+        for variant, (search_path, names_time) in ATTEMPT_VARIANTS.items():
+            print(f"{kind} page: {variant} ...", flush=True)
+            measured[kind]["by"][variant] = asyncio.run(
+                scale.floor_and_plans(
+                    dsn, [pruned if names_time else page], warmup, count, search_path=search_path
+                )
+            )[0]
+    return measured
+
+
 async def _columns_match(dsn: str) -> None:
     """The copy's INSERT ... SELECT lists the columns in the seeded table's order; check it."""
     connection = await asyncpg.connect(dsn)
@@ -257,7 +359,7 @@ async def _columns_match(dsn: str) -> None:
 async def _drop(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
-        for schema in ("trial_ordered", "trial_partitioned"):
+        for schema in ("trial_ordered", "trial_partitioned", "trial_attempts"):
             await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:
         await connection.close()
@@ -275,6 +377,12 @@ def main() -> None:
     parser.add_argument("--explain-dir")
     parser.add_argument("--keep", action="store_true", help="leave the copies in place")
     parser.add_argument("--skip-build", action="store_true", help="measure copies kept before")
+    parser.add_argument(
+        "--attempts",
+        action="store_true",
+        help="only the attempts: partition a copy of them too (beside callback copies kept "
+        "with --keep) and measure the report's pages",
+    )
     arguments = parser.parse_args()
     as_of = dt.datetime.fromisoformat(arguments.as_of.replace("Z", "+00:00")).astimezone(dt.UTC)
     kinds = [kind.strip() for kind in arguments.kinds.split(",") if kind.strip()]
@@ -284,8 +392,6 @@ def main() -> None:
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "arguments": vars(arguments),
     }
-    if not arguments.skip_build:
-        result["build"] = asyncio.run(build(dsn, arguments.months_back))
     settings = dataclasses.replace(
         Settings.from_environment(
             dict(
@@ -296,6 +402,20 @@ def main() -> None:
         ),
         open_without_keys=True,
     )
+    if arguments.attempts:
+        requests = scale.resolve(dsn, kinds, as_of)
+        if not arguments.skip_build:
+            result["attempts_build"] = asyncio.run(build_attempts(dsn))
+        result["attempts"] = measure_attempts(
+            dsn, settings, requests, arguments.warmup, arguments.requests
+        )
+        result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        print_attempts(result)
+        Path(arguments.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"\nwrote {arguments.json}")
+        return
+    if not arguments.skip_build:
+        result["build"] = asyncio.run(build(dsn, arguments.months_back))
     requests = scale.resolve(dsn, kinds, as_of)
     result["requests"] = {}
     try:
@@ -333,6 +453,25 @@ def main() -> None:
                         f"-- {item['title']} on {variant}\n{statement['sql']}\n-- parameters: "
                         f"{statement['parameters']}\n\n{statement['plan_text']}\n"
                     )
+
+
+def print_attempts(result: dict[str, Any]) -> None:
+    if "attempts_build" in result:
+        build = result["attempts_build"]
+        print(
+            f"\nattempts: {build['partitions']} partitions, copy {build['copy_seconds']:.1f} s, "
+            f"index {build['index_seconds']:.1f} s, vacuum {build['vacuum_seconds']:.1f} s"
+        )
+    print("\n| page | " + " | ".join(ATTEMPT_VARIANTS) + " |")
+    print("|---|" + "---|" * len(ATTEMPT_VARIANTS))
+    print("| | median ms (planning + execution ms; shared blocks hit/read) |")
+    for item in result["attempts"].values():
+        cells = [
+            f"{s['median_ms']:.2f} ({s['planning_ms']:.2f} + {s['execution_ms']:.2f}; "
+            f"{s['buffers']['Shared Hit Blocks']}/{s['buffers']['Shared Read Blocks']})"
+            for s in (item["by"][variant] for variant in ATTEMPT_VARIANTS)
+        ]
+        print(f"| {item['title']} | " + " | ".join(cells) + " |")
 
 
 def print_tables(result: dict[str, Any]) -> None:
