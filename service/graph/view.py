@@ -8,12 +8,13 @@ import contextlib
 from typing import Any, cast
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.schema import StreamResult
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -31,6 +32,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.callers import Caller
@@ -213,7 +215,7 @@ class PomreportGraphQL(GraphQL[Context, None]):
         state = request.app.state
         return Context(
             settings=state.settings,
-            unscoped_session_maker=state.session_maker,
+            replicas=state.replicas,
             transactions=state.transactions,
             events=state.events,
             caller=Caller(
@@ -223,7 +225,28 @@ class PomreportGraphQL(GraphQL[Context, None]):
                 proxied=is_proxied(request.scope),
             ),
             is_websocket=isinstance(request, WebSocket),
+            client_address=request.client.host if request.client else None,
         )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Run an operation; one that read a replica which failed under it runs once more, on
+        the primary (a replica just stopped answers no request with an error)."""
+        result = await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+        if context.read_again_on_primary(result.errors):
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        return result
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a WebSocket from its connection_init payload (or upgrade header)."""
