@@ -73,10 +73,10 @@ class ReadTarget:
         return self.replica is not None
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class Replica:
     """One streaming replica: the engine requests read through, the one its checks use, and
-    what the last check found."""
+    what the last check found (compared by identity: it changes as checks run)."""
 
     name: str
     engine: AsyncEngine

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.conftest import PostgresqlDatabases
 from tests.events.test_servers import _serve
 from tests.own_postgresql import OwnCluster, own_cluster, own_replica
 from tests.serve_process import POMREPORT
@@ -65,8 +66,9 @@ class Clusters:
 
 
 @pytest.fixture(scope="module")
-def clusters() -> Iterator[Clusters]:
-    """A migrated primary with two API keys, and its streaming replica (made once)."""
+def clusters(postgresql_databases: PostgresqlDatabases) -> Iterator[Clusters]:
+    """A migrated primary with two API keys, and its streaming replica (made once per module;
+    `postgresql_databases` only ties the tests to the PostgreSQL runs)."""
     with own_cluster(LOGGED) as primary:
         environment = {**os.environ, "DATABASE_URL": primary.url.render_as_string(False)}
         subprocess.run(
