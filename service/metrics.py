@@ -114,8 +114,10 @@ REPLICA_LAG_BYTES = Gauge(
 )
 READS_ROUTED = Counter(
     "pomreport_reads_routed",
-    "Requests whose reads were routed (queries, the CSV export), by where they went: a "
-    "replica, or the primary (no replica up, or the caller's read-your-writes window).",
+    "Operations run and CSV exports opened, with read replicas configured, by where they "
+    "read: a replica, or the primary (mutations, subscriptions, no replica up, or the "
+    "caller's read-your-writes window). A read run again on the primary after its replica "
+    "failed counts twice.",
     ["target"],
 )
 

@@ -190,11 +190,14 @@ class Replicas:
 
     def target(self, writer: Hashable | None) -> ReadTarget:
         """Where a request of `writer` (who its mutations are noted for) reads now."""
-        if not self.replicas:
+        if not self.replicas or self._is_writing(writer):
             return self.primary
-        chosen = self.primary if self._is_writing(writer) else self._replica_in_turn()
-        metrics.READS_ROUTED.labels("replica" if chosen.is_replica else "primary").inc()
-        return chosen
+        return self._replica_in_turn()
+
+    def count(self, target: ReadTarget) -> None:
+        """An operation reads from `target` (counted in /metrics when there are replicas)."""
+        if self.replicas:
+            metrics.READS_ROUTED.labels("replica" if target.is_replica else "primary").inc()
 
     def note_write(self, writer: Hashable | None) -> None:
         """`writer` has just committed (or tried to): its reads go to the primary for the

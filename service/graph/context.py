@@ -143,6 +143,7 @@ class PrimaryForWrites(SchemaExtension):
         operation_type = execution_context.operation_type
         if operation_type is not OperationType.QUERY:
             context.read_from_primary()
+        context.replicas.count(context.read_target)
         try:
             yield
         finally:

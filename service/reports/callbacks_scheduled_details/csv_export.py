@@ -118,11 +118,13 @@ async def download_csv(request: Request) -> Response:
     target = replicas.target(writer_key(principal, client))
     try:
         try:
+            replicas.count(target)
             export = await CsvExport.open(target.engine, statement, zone)
         except Exception as error:
             if not replicas.failed(target, error):
                 raise
             # Nothing is sent yet: the primary answers instead of the replica that failed.
+            replicas.count(replicas.primary)
             export = await CsvExport.open(replicas.primary.engine, statement, zone)
     except Exception as error:
         return _failure(error)
