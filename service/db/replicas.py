@@ -47,6 +47,8 @@ CHECK_TIMEOUT_SECONDS = 2.0
 # reported with an unknown lag, and skipped.
 MIN_HISTORY_SECONDS = 60.0
 
+NOT_CHECKED = "not checked yet"
+
 # Positions as byte offsets into the WAL (pg_lsn has no type of its own in the driver).
 _PRIMARY_POSITION = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
 _REPLICA_POSITION = text(
@@ -85,7 +87,7 @@ class Replica:
     lag_seconds: float | None = None
     lag_bytes: int | None = None
     # Why the replica takes no reads; None while it does.
-    reason: str | None = "not checked yet"
+    reason: str | None = NOT_CHECKED
     target: ReadTarget = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +95,7 @@ class Replica:
 
     def set_down(self, reason: str) -> None:
         """Take no reads until a check finds the replica well again."""
-        if self.is_up:
+        if self.is_up or self.reason == NOT_CHECKED:
             logger.warning("read replica %s skipped: %s", self.name, reason)
         self.is_up = False
         self.reason = reason
