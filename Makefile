@@ -9,7 +9,7 @@ HTTP_AUDIT := tests/http_audit/node_modules/.installed
 CALLBACKS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check schema bench bench-peers clean
+.PHONY: install run test lint check schema trusted-documents bench bench-peers clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -53,6 +53,12 @@ check: lint test
 
 schema: install
 	$(BIN)/pomreport export-schema > schema.graphql
+
+# The shipped manifest of trusted documents (allow-list mode): the report page's documents and
+# the README's examples.
+trusted-documents: install
+	$(BIN)/pomreport trusted-documents build service/web/static/documents docs/queries \
+		--output service/graph/trusted_documents.json
 
 bench: install
 	$(BIN)/python bench/seed_load.py --callbacks $(CALLBACKS)

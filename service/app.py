@@ -37,12 +37,13 @@ from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
 from service.graph.persisted_queries import PersistedQueries
 from service.graph.request_metrics import RequestMetrics
+from service.graph.trusted_documents import ManifestError, TrustedDocuments, load_trusted_documents
 from service.graph.view import SUBSCRIPTION_PROTOCOLS, PomreportGraphQL
 from service.reports.callbacks_scheduled_details.csv_export import download_csv
 from service.reports.callbacks_scheduled_details.csv_links import CSV_PATH
 from service.request_ids import RequestIds
-from service.schema import create_schema
-from service.settings import Settings
+from service.schema import PomreportSchema, create_schema
+from service.settings import Settings, SettingsError
 from service.web.pages import page_routes
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,17 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+def load_allow_list(settings: Settings, schema: PomreportSchema) -> TrustedDocuments | None:
+    """The trusted documents POMREPORT_TRUSTED_DOCUMENTS names, checked against the schema; None
+    when it is unset (any valid document runs)."""
+    if settings.trusted_documents is None:
+        return None
+    try:
+        return load_trusted_documents(settings.trusted_documents, schema._schema)
+    except ManifestError as error:
+        raise SettingsError(f"POMREPORT_TRUSTED_DOCUMENTS: {error}") from None
+
+
 class PomreportApp(Starlette):
     """Starlette with request IDs outside everything, so that even the 500 of an unhandled
     error (answered by Starlette's outermost middleware) carries its X-Request-ID."""
@@ -160,6 +172,12 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.rate_limits = create_rate_limiter(settings)
         app.state.persisted_queries = PersistedQueries(app.state.session_maker, write_session_maker)
+        if app.state.trusted_documents is not None:
+            logger.info(
+                "allow-list mode: only the %d trusted documents of %s run",
+                len(app.state.trusted_documents),
+                settings.trusted_documents,
+            )
         background: list[asyncio.Task[None]] = []
         try:
             await replicas.start()
@@ -195,6 +213,8 @@ def create_app(settings: Settings) -> Starlette:
             await engine.dispose()
 
     schema = create_schema(settings.query_limits, introspection=settings.introspection)
+    # Read once, before anything is served: a manifest that cannot be used stops the start.
+    trusted_documents = load_allow_list(settings, schema)
     graphql = PomreportGraphQL(
         schema,
         graphql_ide="graphiql" if settings.introspection else None,
@@ -238,5 +258,6 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.trusted_documents = trusted_documents
     app.state.compiled_queries = schema.compiled_queries
     return app

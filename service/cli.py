@@ -1,4 +1,4 @@
-"""The `pomreport` command: migrate, seed, serve, export-schema."""
+"""The `pomreport` command: migrate, seed, serve, apikey, export-schema, trusted-documents."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from service.app import create_app
+from service.app import create_app, load_allow_list
 from service.auth.api_keys import (
     ApiKeyError,
     create_api_key,
@@ -43,6 +43,13 @@ from service.db.engines import create_engine, create_session_maker
 from service.db.migrations import head_revision, schema_is_current, upgrade_to_head
 from service.db.models import Agent
 from service.db.models.api_key import ApiKey, Role
+from service.graph.trusted_documents import (
+    SHIPPED_MANIFEST,
+    ManifestError,
+    build_manifest,
+    load_trusted_documents,
+    manifest_text,
+)
 from service.metrics import MULTIPROCESS_DIRECTORY, prepare_multiprocess_directory
 from service.schema import create_schema
 from service.seed.bulk_insert import SeedError, seed_database
@@ -70,13 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[Settings, argparse.Namespace], int] = arguments.command
     try:
         settings = Settings.from_environment(os.environ)
-        if settings.is_sqlite and command is not _export_schema:
+        if settings.is_sqlite and command not in _WITHOUT_DATABASE:
             _open_sqlite_file(settings)
         return command(settings, arguments)
     except SettingsError as error:
         print(f"pomreport: configuration error: {error}", file=sys.stderr)
         return 2
-    except (PomreportCommandError, SeedError, ApiKeyError) as error:
+    except (PomreportCommandError, SeedError, ApiKeyError, ManifestError) as error:
         print(f"pomreport: {error}", file=sys.stderr)
         return 1
     except DATABASE_ERRORS as error:
@@ -223,6 +230,50 @@ def _build_parser() -> argparse.ArgumentParser:
         "needs no database.",
     )
     export.set_defaults(command=_export_schema)
+
+    trusted = _command(
+        commands,
+        "trusted-documents",
+        "build and check manifests of trusted documents (allow-list mode)",
+        "Manage manifests for POMREPORT_TRUSTED_DOCUMENTS, the allow-list mode: only the "
+        "documents of the manifest run. A manifest is Apollo's persisted query manifest; each "
+        "document's id is the SHA-256 of its exact text. Needs no database.",
+    )
+    trusted_commands = trusted.add_subparsers(required=True, metavar="ACTION")
+    build = _command(
+        trusted_commands,
+        "build",
+        "build a manifest from .graphql files",
+        "Build a manifest from .graphql files (each file is one document, sent by clients "
+        "exactly as it is written: one operation, and the fragments it uses), folders of them "
+        "(searched recursively) and other manifests (merged in). Every document must validate "
+        "against the schema.",
+    )
+    build.add_argument(
+        "sources", nargs="+", type=Path, metavar="SOURCE", help=".graphql file, folder or manifest"
+    )
+    build.add_argument(
+        "--output", "-o", type=Path, help="the manifest file to write (default: standard output)"
+    )
+    build.set_defaults(command=_trusted_documents_build)
+    check = _command(
+        trusted_commands,
+        "check",
+        "check a manifest as `serve` would",
+        "Read a manifest and check each document against the schema, as `serve` does at start "
+        "with POMREPORT_TRUSTED_DOCUMENTS, and say how many documents it holds.",
+    )
+    check.add_argument("manifest", type=Path, help="the manifest file")
+    check.set_defaults(command=_trusted_documents_check)
+    shipped = _command(
+        trusted_commands,
+        "shipped",
+        "print the path of the manifest shipped with pomreport",
+        "Print the path of the manifest pomreport ships: the documents of the report page and "
+        "the README's examples, e.g. for POMREPORT_TRUSTED_DOCUMENTS=$(pomreport "
+        "trusted-documents shipped), or as a source of `build`.",
+    )
+    shipped.set_defaults(command=_trusted_documents_shipped)
     return parser
 
 
@@ -283,6 +334,11 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     host = arguments.host or settings.host
     port = arguments.port or settings.port
     workers = arguments.workers or settings.workers
+    if settings.trusted_documents is not None:
+        # Checked before anything starts (each of several workers would fail on its own).
+        load_allow_list(
+            settings, create_schema(settings.query_limits, introspection=settings.introspection)
+        )
     _check_port_free(host, port)
     if workers > 1 and settings.is_sqlite and not settings.redis_url:
         raise PomreportCommandError(
@@ -329,9 +385,13 @@ def log_config(terminal: bool | None = None) -> dict[str, Any]:
     JSON lines, unless the output is a terminal (`terminal`, by default whether stderr is),
     where a person reads them."""
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["filters"] = {"request_id": {"()": "service.request_ids.RequestIdLogFilter"}}
+    config["filters"] = {
+        "request_id": {"()": "service.request_ids.RequestIdLogFilter"},
+        "link_tokens": {"()": "service.access_log.LinkTokenRedaction"},
+    }
     for handler in config["handlers"].values():
         handler["filters"] = ["request_id"]
+    config["handlers"]["access"]["filters"].append("link_tokens")
     formatters = config["formatters"]
     if terminal if terminal is not None else sys.stderr.isatty():
         formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
@@ -581,6 +641,41 @@ def _open_sqlite_file(settings: Settings) -> None:
 def _export_schema(_settings: Settings, _arguments: argparse.Namespace) -> int:
     print(create_schema().as_str())
     return 0
+
+
+def _trusted_documents_build(_settings: Settings, arguments: argparse.Namespace) -> int:
+    manifest = build_manifest(arguments.sources, create_schema()._schema)
+    text = manifest_text(manifest)
+    if arguments.output is None:
+        sys.stdout.write(text)
+        return 0
+    arguments.output.write_text(text, encoding="utf-8")
+    print(
+        f"pomreport: wrote {len(manifest['operations'])} trusted documents to {arguments.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _trusted_documents_check(settings: Settings, arguments: argparse.Namespace) -> int:
+    schema = create_schema(settings.query_limits, introspection=settings.introspection)
+    documents = load_trusted_documents(arguments.manifest, schema._schema)
+    print(f"pomreport: {arguments.manifest} holds {len(documents)} trusted documents, all valid")
+    return 0
+
+
+def _trusted_documents_shipped(_settings: Settings, _arguments: argparse.Namespace) -> int:
+    print(SHIPPED_MANIFEST)
+    return 0
+
+
+# Commands that never open the database (the SQLite file is not created for them).
+_WITHOUT_DATABASE = {
+    _export_schema,
+    _trusted_documents_build,
+    _trusted_documents_check,
+    _trusted_documents_shipped,
+}
 
 
 def _positive_int(raw: str) -> int:

@@ -81,6 +81,12 @@ KEY_LOOKUPS = Counter(
     "API keys looked up in the database (the rest are answered from the cache), by result.",
     ["result"],
 )
+TRUSTED_DOCUMENT_REFUSALS = Counter(
+    "pomreport_trusted_document_refusals",
+    "Requests refused in allow-list mode (POMREPORT_TRUSTED_DOCUMENTS), by reason: a hash the "
+    "manifest lacks (hash_not_found) or a document it lacks (not_trusted).",
+    ["reason"],
+)
 POOL_CHECKED_OUT = Gauge(
     "pomreport_db_connections_checked_out",
     "Database connections in use (pooled stores; as of the worker's last request).",

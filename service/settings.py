@@ -7,6 +7,7 @@ import secrets
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -260,6 +261,11 @@ def _text(raw: str, _variable: str) -> str:
     return raw
 
 
+def parse_path(raw: str, _variable: str) -> Path:
+    """A file's path, `~` expanded; the file itself is read where it is used."""
+    return Path(raw).expanduser()
+
+
 _DEFAULT_URL = parse_database_url(DEFAULT_DATABASE_URL)
 
 
@@ -389,6 +395,11 @@ class Settings:
     # buckets): deployments (or tests) sharing one Redis but not one database need prefixes
     # of their own, or they would hear each other's changes and share buckets.
     redis_prefix: str = _read("POMREPORT_REDIS_PREFIX", _text, "pomreport:")
+    # Allow-list mode: the manifest (hash -> document) of the only documents the service runs;
+    # anything else is refused before it is parsed. Unset, any valid document runs.
+    trusted_documents: Path | None = field(
+        default=None, metadata=_variable("POMREPORT_TRUSTED_DOCUMENTS", parse_path)
+    )
     max_query_depth: int = _read(
         "POMREPORT_MAX_QUERY_DEPTH", parse_positive_int, DEFAULT_QUERY_LIMITS.max_depth
     )

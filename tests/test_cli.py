@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import socket
 import subprocess
@@ -149,3 +150,46 @@ def test_cli_serve_on_a_busy_port_says_so_before_anything_else(tmp_path: Path) -
     assert result.stderr.strip().splitlines() == [
         f"pomreport: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_cli_trusted_documents_build_writes_a_manifest_serve_accepts(tmp_path: Path) -> None:
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "queries" / "Total.graphql").write_text(
+        "query Total { callbacksScheduledDetails { totalRecords } }\n"
+    )
+    manifest = tmp_path / "manifest.json"
+    shipped = _pomreport("trusted-documents", "shipped").stdout.strip()
+    result = _pomreport(
+        "trusted-documents", "build", str(tmp_path / "queries"), shipped, "-o", str(manifest)
+    )
+    assert result.returncode == 0, result.stderr
+    operations = json.loads(manifest.read_text())["operations"]
+    assert {entry["name"] for entry in operations} >= {"Total", "ReportPage"}
+    checked = _pomreport("trusted-documents", "check", str(manifest))
+    assert checked.returncode == 0, checked.stderr
+    assert f"holds {len(operations)} trusted documents" in checked.stdout
+
+
+def test_cli_trusted_documents_build_names_the_file_that_does_not_validate(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "Wrong.graphql").write_text("{ callbacksScheduledDetails { nope } }")
+    result = _pomreport("trusted-documents", "build", str(tmp_path))
+    assert result.returncode == 1
+    assert "Wrong.graphql does not validate against the schema" in result.stderr
+    assert "nope" in result.stderr
+
+
+def test_cli_serve_with_a_manifest_it_cannot_use_says_so(tmp_path: Path) -> None:
+    environment = {**os.environ, "POMREPORT_TRUSTED_DOCUMENTS": str(tmp_path / "missing.json")}
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env={**environment, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("pomreport: configuration error: POMREPORT_TRUSTED_DOCUMENTS")
+    assert "missing.json" in result.stderr

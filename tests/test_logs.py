@@ -7,14 +7,19 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import URL
 
+from service.access_log import redact_link_tokens
+from service.reports.callbacks_scheduled_details.csv_links import CSV_PATH
 from service.request_ids import REQUEST_ID, JsonLogFormatter
 from service.settings import Settings
 from tests.callbacks.test_rules import _schedule, _setup
 from tests.graphql_client import GraphQLClient, serve_graphql
+from tests.serve_process import serving
 
 
 def test_each_committed_mutation_is_logged_with_its_key_and_changes(
@@ -71,3 +76,30 @@ def test_json_lines_carry_the_request_id_and_the_fields_given() -> None:
     assert (line["request_id"], line["outcome"], line["statements"]) == ("req-9", "ok", 2)
     assert line["level"] == "info"
     assert line["logger"] == "service.requests"
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        (
+            "/r.csv?a=1&token=1765000000.7.c2lnbmF0dXJl&b=2",
+            "/r.csv?a=1&token=1765000000.7.[redacted]&b=2",
+        ),
+        ("/r.csv?token=no-dots", "/r.csv?token=[redacted]"),
+        ("/r.csv?token=1.open.x&token=2", "/r.csv?token=1.open.[redacted]&token=[redacted]"),
+        ("/r.csv?notatoken=1.2.3", "/r.csv?notatoken=1.2.3"),
+        ("/graphql", "/graphql"),
+    ],
+)
+def test_a_link_tokens_signature_is_redacted(path: str, logged: str) -> None:
+    assert redact_link_tokens(path) == logged
+
+
+def test_serve_never_writes_a_csv_links_signature_to_the_access_log(tmp_path: Path) -> None:
+    signature = "U0VDUkVUU0lHTkFUVVJF"
+    with serving(tmp_path) as server, httpx.Client(base_url=server.base_url) as client:
+        refused = client.get(f"{CSV_PATH}?timePeriod=Last+Week&token=1765000000.open.{signature}")
+        assert refused.status_code == 401
+    log = server.log.read_text()
+    assert f"{CSV_PATH}?timePeriod=Last+Week&token=1765000000.open.[redacted]" in log
+    assert signature not in log

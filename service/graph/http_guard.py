@@ -4,7 +4,9 @@ GraphQL-shaped body (`{"errors": [...]}` with `extensions.code`), never a 500.
 Strawberry answers some malformed bodies (`null`, `123`, invalid UTF-8, JSON nested thousands
 deep) with a 500, and its other refusals with plain text; this guard checks the request first
 and rewrites plain-text refusals into GraphQL errors. Mutations sent with GET get 405, as the
-GraphQL-over-HTTP spec asks.
+GraphQL-over-HTTP spec asks. A persisted query's document is filled in here, and in allow-list
+mode (POMREPORT_TRUSTED_DOCUMENTS) any document the manifest lacks is refused here, before it is
+parsed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from service.graph.persisted_queries import (
     persisted_query_hash,
     resolve_document,
 )
+from service.graph.trusted_documents import TrustedDocuments
 from service.media_types import (
     GRAPHQL_RESPONSE_JSON,
     response_media_type,
@@ -91,28 +94,44 @@ class GraphQLHTTPGuard:
 
     async def _fill_in_persisted_query(self, scope: Scope, payload: dict[str, Any]) -> bool:
         """Put a persisted query's document into the request, so that the limits, the compiled
-        path and Strawberry below see an ordinary request; False when it names none."""
+        path and Strawberry below see an ordinary request; in allow-list mode, refuse any
+        document the manifest lacks. False when the request is left as it came."""
         extensions = payload.get("extensions")
-        sha256_hash = persisted_query_hash(extensions)
-        if sha256_hash is None or not isinstance(extensions, dict):
-            return False
-        store: PersistedQueries = scope["app"].state.persisted_queries
-        payload["query"] = await resolve_document(
-            store, sha256_hash, payload.get("query"), max_bytes=self.max_body_bytes
-        )
-        # Done with: the compiled path leaves requests with other extensions to Strawberry.
-        rest = {name: value for name, value in extensions.items() if name != "persistedQuery"}
-        if rest:
-            payload["extensions"] = rest
+        trusted: TrustedDocuments | None = scope["app"].state.trusted_documents
+        if trusted is not None:
+            # From the manifest alone, before the document is parsed and without a statement;
+            # nothing is stored, so a client cannot add a document.
+            payload["query"] = trusted.resolve(payload.get("query"), extensions)
         else:
-            payload.pop("extensions")
+            sha256_hash = persisted_query_hash(extensions)
+            if sha256_hash is None:
+                return False
+            store: PersistedQueries = scope["app"].state.persisted_queries
+            payload["query"] = await resolve_document(
+                store, sha256_hash, payload.get("query"), max_bytes=self.max_body_bytes
+            )
+        if isinstance(extensions, dict) and "persistedQuery" in extensions:
+            # Done with: the compiled path leaves requests with other extensions to Strawberry.
+            rest = {name: value for name, value in extensions.items() if name != "persistedQuery"}
+            if rest:
+                payload["extensions"] = rest
+            else:
+                payload.pop("extensions")
+        # In allow-list mode the apps below read the request as checked, re-encoded, whatever
+        # the JSON sent (a duplicated "query" key, say) might mean to another parser.
         return True
 
     async def _fill_in_persisted_get(self, scope: Scope) -> None:
         """The same for a GET, whose extensions come URL-encoded as JSON."""
         parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         extensions_text = parameters.get("extensions")
-        if not extensions_text or len(extensions_text) > 1:
+        if not extensions_text:
+            trusted: TrustedDocuments | None = scope["app"].state.trusted_documents
+            queries = parameters.get("query")
+            if trusted is not None and queries and len(queries) == 1:
+                trusted.resolve(queries[0], None)
+            return
+        if len(extensions_text) > 1:
             return  # repeated parameters are refused by _check_get
         try:
             extensions = json.loads(extensions_text[0])

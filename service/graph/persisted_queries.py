@@ -94,6 +94,23 @@ class PersistedQueries:
             self._cache.popitem(last=False)
 
 
+class HashMismatchError(HTTPRequestError):
+    """A hash sent beside a document that is not the document's."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            400,
+            "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query "
+            "(hash the query's exact UTF-8 text, in lower-case hex)",
+        )
+
+
+def document_hash(document: str) -> str:
+    """The SHA-256 of a document's exact UTF-8 text, in lower-case hex: its persisted query
+    hash."""
+    return hashlib.sha256(document.encode("utf-8")).hexdigest()
+
+
 def persisted_query_hash(extensions: Any) -> str | None:
     """The hash a request's extensions ask for, checked, or None when they ask for none."""
     if not isinstance(extensions, dict) or "persistedQuery" not in extensions:
@@ -136,10 +153,6 @@ async def resolve_document(
     if len(encoded) > max_bytes:
         raise HTTPRequestError(413, f"the query is larger than {max_bytes} bytes")
     if hashlib.sha256(encoded).hexdigest() != sha256_hash:
-        raise HTTPRequestError(
-            400,
-            "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query "
-            "(hash the query's exact UTF-8 text, in lower-case hex)",
-        )
+        raise HashMismatchError
     await store.create(sha256_hash, query)
     return query

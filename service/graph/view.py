@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -41,6 +42,7 @@ from service.auth.rate_limits import RateLimiter
 from service.errors import RETRY_AFTER_SECONDS, RateLimitedError, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
+from service.graph.trusted_documents import refused_operation
 from service.media_types import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
 from service.web.pages import graphiql_response
 
@@ -101,8 +103,16 @@ async def over_rate_limit(context: Context, websocket: object) -> RateLimitedErr
     return None
 
 
+def untrusted_operation(websocket: object, payload: Any) -> GraphQLError | None:
+    """In allow-list mode, the refusal of an operation whose document the manifest lacks
+    (checked before it is parsed); None otherwise."""
+    trusted = cast(ASGIWebSocketAdapter, websocket).ws.app.state.trusted_documents
+    return None if trusted is None else refused_operation(trusted, payload)
+
+
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """`graphql-transport-ws`, counting each operation against its key's rate limit and
+    """`graphql-transport-ws`, refusing in allow-list mode an operation whose document the
+    manifest lacks, counting each operation against its key's rate limit and
     telling each operation's subscription which socket it writes to, so subscribers with the
     same responses share them (`service.graph.fanout`)."""
 
@@ -114,6 +124,12 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
+            untrusted = untrusted_operation(self.websocket, message["payload"])
+            if untrusted is not None:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [untrusted.formatted]}
+                )
+                return
             refusal = await over_rate_limit(self.context, self.websocket)
             if refusal is not None:
                 await self.send_message(
@@ -152,8 +168,9 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time, and
-    counting each operation it starts against its key's rate limit.
+    """Legacy `graphql-ws`, closing a connection that sends no `connection_init` in time,
+    refusing in allow-list mode an operation whose document the manifest lacks, and counting
+    each operation it starts against its key's rate limit.
 
     Strawberry times `graphql-transport-ws` connections out (4408) but not legacy ones, so an
     unauthenticated client could hold a socket open for as long as it liked. (Its subscribers
@@ -162,6 +179,12 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     async def handle_start(self, message: StartMessage) -> None:
         if self.connection_acknowledged:
+            untrusted = untrusted_operation(self.websocket, message["payload"])
+            if untrusted is not None:
+                await self.send_message(
+                    {"type": "error", "id": message["id"], "payload": untrusted.formatted}
+                )
+                return
             refusal = await over_rate_limit(self.context, self.websocket)
             if refusal is not None:
                 await self.send_message(

@@ -8,6 +8,7 @@ POMREPORT_SCREENSHOT_DIR set they also save the screenshots the README shows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -30,6 +31,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from service.graph.trusted_documents import SHIPPED_MANIFEST
 from tests.serve_process import POMREPORT, ServeProcess, serving
 
 pytestmark = pytest.mark.browser
@@ -123,17 +125,30 @@ def _command_on(directory: Path) -> Callable[..., str]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    directory = tmp_path_factory.mktemp("browser")
+    with _seeded_service(tmp_path_factory.mktemp("browser")) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def _seeded_service(directory: Path, environment: dict[str, str] | None = None) -> Iterator[Served]:
+    """`pomreport serve` over 3,000 seeded callbacks in `directory`, with an operator key."""
     pomreport = _command_on(directory)
     pomreport("migrate")
     pomreport("seed", "--callbacks", "3000")
     operator_key = pomreport("apikey", "create", "--role", "operator", "--name", "browser test")
-    with serving(directory) as process:
+    with serving(directory, environment=environment) as process:
         yield Served(process, operator_key)
 
 
 @pytest.fixture
 def page(chromium: Browser, served: Served) -> Iterator[Page]:
+    with _watched_page(chromium, served) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def _watched_page(chromium: Browser, served: Served) -> Iterator[Page]:
+    """A page that may reach `served` only, and fails the test on any script or console error."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     local = served.process.base_url
@@ -401,3 +416,88 @@ def test_report_page_asks_again_when_its_key_is_revoked(
         # The page shows the server's reason: the key was revoked (an expired one says so).
         expect(page.locator("#live")).to_contain_text("revoked")
         context.close()
+
+
+# The report page's own documents and the README's example mutation: all the allow-list test
+# sends, since the service it drives runs nothing else.
+PAGE_DOCUMENTS = Path(__file__).parents[2] / "service" / "web" / "static" / "documents"
+README_MUTATION = Path(__file__).parents[2] / "docs" / "queries" / "schedule-callback.graphql"
+
+
+@pytest.fixture(scope="module")
+def allow_listed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A seeded service in allow-list mode, with the manifest pomreport ships."""
+    environment = {"POMREPORT_TRUSTED_DOCUMENTS": str(SHIPPED_MANIFEST)}
+    with _seeded_service(tmp_path_factory.mktemp("allow-list"), environment) as service:
+        yield service
+
+
+def _document(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_report_page_works_in_allow_list_mode_with_the_shipped_manifest(
+    chromium: Browser, allow_listed: Served
+) -> None:
+    served = allow_listed
+    refused = httpx.post(
+        f"{served.process.base_url}/graphql",
+        json={"query": "{ callbacks(first: 1) { totalCount } }"},
+        headers={"Authorization": f"Bearer {served.operator_key}"},
+    )
+    assert refused.status_code == 403  # anything but the manifest's documents
+    variables: dict[str, Any] = {"timePeriod": {"lastDays": 7}, "filters": {}}
+
+    def report() -> dict[str, Any]:
+        document = _document(PAGE_DOCUMENTS / "ReportPage.graphql")
+        page_of: dict[str, Any] = served.graphql(document, {**variables, "first": 500})
+        return page_of["callbacksScheduledDetails"]  # type: ignore[no-any-return]
+
+    def counts() -> dict[str, int]:
+        document = _document(PAGE_DOCUMENTS / "ReportPageStatusCounts.graphql")
+        groups = served.graphql(document, variables)["callbacksScheduledSummary"]["groups"]
+        found = {group["callbackStatus"]: group["count"] for group in groups}
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    with _watched_page(chromium, served) as page:
+        page.goto(f"{served.process.base_url}/?lastDays=7&pageSize=500")
+        _give_key(page, served)
+        expected = report()
+        assert 0 < expected["totalRecords"] < 500
+        expect(page.locator("#total-records")).to_have_text(f"{expected['totalRecords']:,}")
+        screen = [row["callbackId"] for row in _screen_rows(page)]
+        assert screen == [edge["node"]["callbackId"] for edge in expected["rows"]["edges"]]
+        expect(page.locator("#status-chart li")).to_have_count(len(STATUSES))
+        assert _chart(page) == counts()
+        expect(page.locator("#live")).to_have_attribute("data-state", "on")
+
+        # The README's mutation schedules a callback: the page notes it, live.
+        mutation = _document(README_MUTATION)
+        first = served.graphql(mutation, {})["scheduleCallback"]["callbackId"]
+        note = page.locator("#new-callbacks")
+        expect(note).to_contain_text("1 new callback scheduled in this period", timeout=2_000)
+        note.get_by_role("button", name="Refresh").click()
+        expect(page.locator("#total-records")).to_have_text(f"{expected['totalRecords'] + 1:,}")
+        row = page.locator(f"#rows tr[data-callback-id='{first}']")
+        expect(row.locator("td[data-column=callbackStatus]")).to_have_text("Active")
+        chart = counts()
+        assert _chart(page) == chart
+
+        # Sent again (same agent, contact and call), it overwrites that callback: its row and
+        # the chart change without a reload.
+        served.graphql(mutation, {})
+        expect(row.locator("td[data-column=callbackStatus]")).to_have_text(
+            "Overwritten", timeout=2_000
+        )
+        overwritten = page.locator("#status-chart li[data-status=OVERWRITTEN] .count")
+        expect(overwritten).to_have_text(f"{chart['OVERWRITTEN'] + 1:,}", timeout=2_000)
+        # One Active more (the new callback), one fewer (the overwritten one).
+        active = page.locator("#status-chart li[data-status=ACTIVE] .count")
+        expect(active).to_have_text(f"{chart['ACTIVE']:,}")
+        assert _chart(page) == counts()
+
+        # The CSV link's document is the manifest's too.
+        with page.expect_download() as download:
+            page.locator("#csv-link").click()
+        content = Path(download.value.path()).read_text(encoding="utf-8-sig")
+        assert len(list(csv.DictReader(io.StringIO(content)))) == expected["totalRecords"] + 2
