@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.db.engines import create_session_maker
-from service.db.replicas import PrimaryPositions, ReadTarget, Replica, Replicas
+from service.db.replicas import PrimaryPositions, ReadTarget, Replica, Replicas, replica_name
+from service.settings import parse_replica_urls
 
 
 def test_lag_is_zero_while_the_replica_keeps_up_even_with_the_primary_idle() -> None:
@@ -100,3 +101,8 @@ async def test_a_replica_out_of_reach_is_skipped_a_recovery_conflict_only_retrie
     assert replicas.failed(first.target, ConnectionRefusedError("refused"))
     assert not first.is_up
     assert first.reason == "a read could not reach it: refused"
+
+
+def test_replicas_are_shown_without_their_password() -> None:
+    [url] = parse_replica_urls("postgresql://reader:s3cret@replica-1:5433/pomreport")
+    assert replica_name(url) == "postgresql://reader:***@replica-1:5433/pomreport"
