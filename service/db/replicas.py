@@ -21,10 +21,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL
@@ -48,6 +50,12 @@ CHECK_TIMEOUT_SECONDS = 2.0
 MIN_HISTORY_SECONDS = 60.0
 
 NOT_CHECKED = "not checked yet"
+
+# Set on the response to a mutation when there are replicas, for the read-your-writes window:
+# a client that keeps cookies reads the primary meanwhile on whichever process or instance
+# its next requests reach (the window `Replicas` keeps is its process's alone). Its value
+# means nothing; a client sending it of its own accord only reads the primary.
+WROTE_COOKIE = "pomreport_wrote"
 
 # Positions as byte offsets into the WAL (pg_lsn has no type of its own in the driver).
 _PRIMARY_POSITION = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
@@ -190,11 +198,25 @@ class Replicas:
         self._turns = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
-    def target(self, writer: Hashable | None) -> ReadTarget:
-        """Where a request of `writer` (who its mutations are noted for) reads now."""
-        if not self.replicas or self._is_writing(writer):
+    def target(self, writer: Hashable | None, *, wrote_recently: bool = False) -> ReadTarget:
+        """Where a request of `writer` (who its mutations are noted for) reads now; the
+        primary too when the request says its client wrote recently (`WROTE_COOKIE`)."""
+        if not self.replicas or wrote_recently or self._is_writing(writer):
             return self.primary
         return self._replica_in_turn()
+
+    def wrote_cookie(self) -> dict[str, Any] | None:
+        """The arguments of `Response.set_cookie` for the response to a mutation; None
+        without replicas."""
+        if not self.replicas:
+            return None
+        return {
+            "key": WROTE_COOKIE,
+            "value": "1",
+            "max_age": math.ceil(self.read_your_writes_seconds),
+            "httponly": True,
+            "samesite": "lax",
+        }
 
     def count(self, target: ReadTarget) -> None:
         """An operation reads from `target` (counted in /metrics when there are replicas)."""
@@ -282,7 +304,13 @@ class Replicas:
             replica.lag_seconds, replica.lag_bytes = None, lag_bytes
             replica.set_down("behind every primary position the checks have seen")
             return
+        was_up = replica.is_up
         replica.set_checked(lag, lag_bytes, self.max_lag_seconds)
+        if replica.is_up and not was_up:
+            # Back from down, perhaps restarted: connections pooled before would fail their
+            # next request (which the primary would then answer, and the replica be skipped
+            # again until the next check), so reads start over on new ones.
+            await replica.engine.dispose()
 
     async def _check_forever(self) -> None:
         while True:

@@ -41,17 +41,25 @@ class Context:
     is_websocket: bool = False
     # The client's address: whom mutations are noted for when there is no API key.
     client_address: str | None = None
+    # The request carries the cookie a mutation's response sets (service.db.replicas).
+    wrote_recently: bool = False
     # Set by Strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, object] | None = None
     read_target: ReadTarget = field(init=False)
     unscoped_session_maker: async_sessionmaker[AsyncSession] = field(init=False)
     scoped_session_maker: async_sessionmaker[AsyncSession] = field(init=False)
     loaders: Loaders = field(init=False)
+    # Whether a mutation of this request or connection has run (its response says so).
+    wrote: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         # A WebSocket keeps one context for all its operations, and its subscriptions' loads
         # must see the changes they deliver: it reads the primary.
-        target = self.replicas.primary if self.is_websocket else self.replicas.target(self.writer)
+        target = (
+            self.replicas.primary
+            if self.is_websocket
+            else self.replicas.target(self.writer, wrote_recently=self.wrote_recently)
+        )
         self._read_from(target)
 
     @property
@@ -79,6 +87,7 @@ class Context:
 
     def note_write(self) -> None:
         """The caller has just run a mutation: its reads go to the primary for a while."""
+        self.wrote = True
         self.replicas.note_write(self.writer)
 
     @property

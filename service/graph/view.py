@@ -39,6 +39,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
 from service.auth.rate_limits import RateLimiter
+from service.db.replicas import WROTE_COOKIE
 from service.errors import RETRY_AFTER_SECONDS, RateLimitedError, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
@@ -249,6 +250,7 @@ class PomreportGraphQL(GraphQL[Context, None]):
             ),
             is_websocket=isinstance(request, WebSocket),
             client_address=request.client.host if request.client else None,
+            wrote_recently=WROTE_COOKIE in request.cookies,
         )
 
     async def execute_single(
@@ -261,7 +263,8 @@ class PomreportGraphQL(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         """Run an operation; one that read a replica which failed under it runs once more, on
-        the primary (a replica just stopped answers no request with an error)."""
+        the primary (a replica just stopped answers no request with an error). The response
+        to a mutation carries the read-your-writes cookie when there are replicas."""
         result = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
@@ -269,6 +272,9 @@ class PomreportGraphQL(GraphQL[Context, None]):
             result = await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
+        cookie = context.replicas.wrote_cookie() if context.wrote else None
+        if cookie is not None:
+            sub_response.set_cookie(**cookie)
         return result
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -220,15 +220,32 @@ async def test_reads_after_own_mutation_see_it_while_the_replica_lags(
 ) -> None:
     async with _service(clusters) as service, _replay_paused(clusters.replica):
         agent = _marker()
-        await service.data(service.writer, UPSERT_AGENT, agentId=agent, name="Ava")
+        mutation = await service.writer.post(
+            "/graphql",
+            json={"query": UPSERT_AGENT, "variables": {"agentId": agent, "name": "Ava"}},
+        )
+        assert "errors" not in mutation.json()
+        cookie = mutation.headers["set-cookie"]
+        assert cookie.startswith("pomreport_wrote=1;")
+        assert f"Max-Age={READ_YOUR_WRITES_SECONDS:.0f}" in cookie
+        assert "HttpOnly" in cookie
+        # The writer reads what it wrote: its key's window (kept by the process it wrote on).
         written = await service.data(service.writer, AGENT, agentId=agent)
-        # Another caller still reads the replica, which has not replayed the write.
+        # Another key still reads the replica, which has not replayed the write.
         elsewhere = await service.reader.post(
             "/graphql", json={"query": AGENT, "variables": {"agentId": agent}}
         )
         assert (elsewhere.json().get("data") or {}).get("agent") is None, elsewhere.text
+        assert _ran_on(clusters.replica, agent)
+        # The cookie alone sends reads to the primary (what another process or instance the
+        # client reaches goes by): here on a key the process noted no write for.
+        with_cookie = await service.reader.post(
+            "/graphql",
+            json={"query": AGENT, "variables": {"agentId": agent}},
+            headers={"cookie": "pomreport_wrote=1"},
+        )
+        assert with_cookie.json() == {"data": {"agent": {"name": "Ava"}}}
         assert written == {"agent": {"name": "Ava"}}
-        assert _ran_on(clusters.replica, agent)  # the reader's lookup
 
 
 async def test_replica_lagging_past_the_bound_is_skipped_until_it_catches_up(
