@@ -120,10 +120,10 @@ REPLICA_LAG_BYTES = Gauge(
 )
 READS_ROUTED = Counter(
     "pomreport_reads_routed",
-    "Operations run and CSV exports opened, with read replicas configured, by where they "
-    "read: a replica, or the primary (mutations, subscriptions, no replica up, or the "
-    "caller's read-your-writes window). A read run again on the primary after its replica "
-    "failed counts twice.",
+    "Queries and mutations run and CSV exports opened, with read replicas configured, by "
+    "where they read: a replica, or the primary (mutations, no replica up, or the caller's "
+    "read-your-writes window). A read run again on the primary after its replica failed "
+    "counts twice.",
     ["target"],
 )
 

@@ -152,7 +152,8 @@ class PrimaryForWrites(SchemaExtension):
         operation_type = execution_context.operation_type
         if operation_type is not OperationType.QUERY:
             context.read_from_primary()
-        context.replicas.count(context.read_target)
+        if operation_type is not OperationType.SUBSCRIPTION:  # not once per event delivered
+            context.replicas.count(context.read_target)
         try:
             yield
         finally:
