@@ -31,6 +31,7 @@ from service.callbacks.transactions import Transactions
 from service.compiled.endpoint import CompiledQueryEndpoint
 from service.cors import CrossOriginApi
 from service.db.engines import create_engine, create_session_maker, create_write_engine
+from service.db.replicas import Replicas, create_replicas
 from service.events.relay import ChangeLogRelay
 from service.events.transports import create_callback_events
 from service.graph.http_guard import GraphQLHTTPGuard
@@ -91,12 +92,17 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers."""
+    """Readiness: the database answers. With read replicas, the body lists each (up, lag)
+    too; a replica down leaves the service ready, since the primary takes its reads."""
+    replicas: Replicas = request.app.state.replicas
+    shown = {"replicas": replicas.status()} if replicas.replicas else {}
     if await database_is_reachable(
         request.app.state.engine, within_seconds=READINESS_TIMEOUT_SECONDS
     ):
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "not ready", "reason": "database unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", **shown})
+    return JSONResponse(
+        {"status": "not ready", "reason": "database unreachable", **shown}, status_code=503
+    )
 
 
 def load_allow_list(settings: Settings, schema: PomreportSchema) -> TrustedDocuments | None:
@@ -140,7 +146,12 @@ def create_app(settings: Settings) -> Starlette:
         if write_engine is not engine:
             count_statements(write_engine)
         app.state.engine = engine
+        # The primary's: API keys, persisted queries, the events' loads and every mutation
+        # read here; queries and the CSV export read where `replicas` sends them.
         app.state.session_maker = create_session_maker(engine)
+        replicas = app.state.replicas = create_replicas(settings, engine, app.state.session_maker)
+        for replica in replicas.replicas:
+            count_statements(replica.engine)
         events = create_callback_events(settings, app.state.session_maker)
         app.state.events = events
         write_session_maker = create_session_maker(write_engine)
@@ -169,6 +180,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         background: list[asyncio.Task[None]] = []
         try:
+            await replicas.start()
             await events.start()
             await app.state.api_keys.start()
             await key_usage.start()
@@ -195,6 +207,7 @@ def create_app(settings: Settings) -> Starlette:
             await events.stop()
             await key_usage.stop()  # writes the last uses still noted
             await app.state.rate_limits.close()
+            await replicas.stop()
             if write_engine is not engine:
                 await write_engine.dispose()
             await engine.dispose()

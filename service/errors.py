@@ -175,6 +175,13 @@ def is_database_unavailable(error: BaseException) -> bool:
     return False
 
 
+def is_recovery_conflict(error: BaseException) -> bool:
+    """Whether a statement was cancelled by a transaction rollback error (SQLSTATE class 40):
+    on a hot standby, what a read gets when the WAL it replays conflicts with the read (rows
+    the primary vacuumed away, a lock taken there); a read on the primary never gets one."""
+    return any(isinstance(current, asyncpg.TransactionRollbackError) for current in _causes(error))
+
+
 def _sqlite_error_code(error: BaseException) -> int | None:
     """SQLite's primary result code of an sqlite3 error (its extended code's low byte)."""
     code = getattr(error, "sqlite_errorcode", None)

@@ -97,6 +97,35 @@ POOL_OPEN = Gauge(
     "Database connections open, in use or idle (pooled stores; as of the worker's last request).",
     multiprocess_mode="livesum",
 )
+REPLICA_UP = Gauge(
+    "pomreport_replica_up",
+    "Whether a read replica takes reads: 1 when it answers and lags within "
+    "POMREPORT_REPLICA_MAX_LAG_SECONDS, else 0 (as of its last check; with several workers, "
+    "the lowest).",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "pomreport_replica_lag_seconds",
+    "How far a read replica's replay is behind the primary, in seconds (an upper bound, to "
+    "within one check; -1 when unknown: unreachable, or behind everything the checks saw).",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+REPLICA_LAG_BYTES = Gauge(
+    "pomreport_replica_lag_bytes",
+    "WAL the primary has written that a read replica has not replayed, in bytes (-1 when unknown).",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+READS_ROUTED = Counter(
+    "pomreport_reads_routed",
+    "Queries and mutations run and CSV exports opened, with read replicas configured, by "
+    "where they read: a replica, or the primary (mutations, no replica up, or the caller's "
+    "read-your-writes window). A read run again on the primary after its replica failed "
+    "counts twice.",
+    ["target"],
+)
 
 # The statement count of the request the current task works for.
 _STATEMENT_COUNT: ContextVar[list[int] | None] = ContextVar("_STATEMENT_COUNT", default=None)
@@ -136,6 +165,15 @@ def record_pool_use(pool: Pool) -> None:
     if isinstance(pool, QueuePool):
         POOL_CHECKED_OUT.set(pool.checkedout())
         POOL_OPEN.set(pool.checkedout() + pool.checkedin())
+
+
+def record_replica(
+    name: str, *, is_up: bool, lag_seconds: float | None, lag_bytes: int | None
+) -> None:
+    """Show what the last check of a read replica found."""
+    REPLICA_UP.labels(name).set(1 if is_up else 0)
+    REPLICA_LAG_SECONDS.labels(name).set(-1 if lag_seconds is None else lag_seconds)
+    REPLICA_LAG_BYTES.labels(name).set(-1 if lag_bytes is None else lag_bytes)
 
 
 def prepare_multiprocess_directory(directory: Path) -> None:

@@ -32,7 +32,7 @@ from service.errors import (
     ErrorCodes,
     mask_unexpected_errors,
 )
-from service.graph.context import Context, FreshLoadersPerOperation
+from service.graph.context import Context, FreshLoadersPerOperation, PrimaryForWrites
 from service.graph.mutation import Mutation
 from service.graph.nodes import NODE_TYPES
 from service.graph.query import EntityQuery
@@ -238,6 +238,8 @@ def create_schema(
             *no_introspection,
             # After every check that may refuse the document.
             remembered_validation_extension(),
+            # Before the compiled path: it reads where the context says.
+            PrimaryForWrites,
             compiled_execution_extension(compiled_queries),
         ],
     )

@@ -83,6 +83,29 @@ def parse_database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     return url
 
 
+def parse_replica_urls(raw: str, variable: str = "DATABASE_REPLICA_URL") -> tuple[URL, ...]:
+    """Parse one or several comma-separated PostgreSQL URLs of read replicas (a comma inside
+    a password is written %2C)."""
+    urls = tuple(
+        parse_database_url(item.strip(), variable) for item in raw.split(",") if item.strip()
+    )
+    if any(url.get_backend_name() != "postgresql" for url in urls):
+        # SQLite has no replication: a second file would be another database.
+        raise SettingsError(
+            f"{variable} names an SQLite file; read replicas need PostgreSQL streaming "
+            "replicas (postgresql://...) of the PostgreSQL DATABASE_URL"
+        )
+    return tuple(dict.fromkeys(urls))
+
+
+def parse_positive_seconds(raw: str, variable: str) -> float:
+    """Parse a number of seconds above 0."""
+    value = parse_seconds(raw, variable)
+    if value == 0:
+        raise SettingsError(f"{variable} must be above 0, got {raw}")
+    return value
+
+
 def parse_time_zone(raw: str, variable: str) -> str:
     """Check that a name is a known IANA time zone."""
     try:
@@ -252,6 +275,20 @@ class Settings:
 
     # Required here; only the environment falls back to ./pomreport.db.
     database_url: URL = field(metadata=_variable("DATABASE_URL", parse_database_url))
+    # Streaming replicas of DATABASE_URL (PostgreSQL only) that queries, the report, summaries
+    # and the CSV export read from; mutations and everything right after them read the primary.
+    database_replica_urls: tuple[URL, ...] = _read("DATABASE_REPLICA_URL", parse_replica_urls, ())
+    # After a caller's mutation, its reads go to the primary for this long, so that it sees
+    # its own writes whatever the replicas' lag (at least POMREPORT_REPLICA_MAX_LAG_SECONDS).
+    read_your_writes_seconds: float = _read(
+        "POMREPORT_READ_YOUR_WRITES_SECONDS", parse_seconds, 5.0
+    )
+    # A replica further behind the primary than this is skipped until it catches up.
+    replica_max_lag_seconds: float = _read("POMREPORT_REPLICA_MAX_LAG_SECONDS", parse_seconds, 2.0)
+    # How often each replica's reachability and lag are measured.
+    replica_check_seconds: float = _read(
+        "POMREPORT_REPLICA_CHECK_SECONDS", parse_positive_seconds, 1.0
+    )
     report_time_zone: str = _read("POMREPORT_REPORT_TIMEZONE", parse_time_zone, "UTC")
     host: str = _read("POMREPORT_HOST", _text, "127.0.0.1")
     port: int = _read("POMREPORT_PORT", parse_port, 8000)
@@ -375,6 +412,26 @@ class Settings:
     max_query_tokens: int = _read(
         "POMREPORT_MAX_QUERY_TOKENS", parse_positive_int, DEFAULT_QUERY_LIMITS.max_tokens
     )
+
+    def __post_init__(self) -> None:
+        if self.database_replica_urls and self.is_sqlite:
+            raise SettingsError(
+                "DATABASE_REPLICA_URL is set but DATABASE_URL is SQLite, which has no "
+                "replicas: unset DATABASE_REPLICA_URL, or use PostgreSQL with streaming replicas"
+            )
+        if self.database_replica_urls and (
+            self.read_your_writes_seconds
+            < self.replica_max_lag_seconds + self.replica_check_seconds
+        ):
+            # A replica admitted with a lag up to the bound, as measured up to one check ago,
+            # may not have a write younger than that yet.
+            raise SettingsError(
+                f"POMREPORT_READ_YOUR_WRITES_SECONDS ({self.read_your_writes_seconds:g}) must "
+                "be at least POMREPORT_REPLICA_MAX_LAG_SECONDS plus "
+                f"POMREPORT_REPLICA_CHECK_SECONDS ({self.replica_max_lag_seconds:g} + "
+                f"{self.replica_check_seconds:g}), or a caller could miss its own writes on a "
+                "replica"
+            )
 
     @property
     def query_limits(self) -> QueryLimits:

@@ -1,6 +1,7 @@
 """A PostgreSQL cluster of a test's own, on a free port, that the test may stop and start
-(the machine's own server is never touched). Made with the server's binaries, as the
-`postgres` user when the tests run as root (PostgreSQL refuses to run as root)."""
+(the machine's own server is never touched), and streaming replicas of it. Made with the
+server's binaries, as the `postgres` user when the tests run as root (PostgreSQL refuses to
+run as root)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ def _binaries() -> Path:
 
 
 class OwnCluster:
-    """A cluster in a temporary directory; `stop()` and `start()` it at will."""
+    """A cluster in a temporary directory; `stop()` and `start()` it at will. `settings` are
+    passed to the server at each start (e.g. `log_statement=all`)."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, settings: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.port = port
+        self.settings = settings or {}
         self._bin = _binaries()
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -71,8 +74,37 @@ class OwnCluster:
             "--no-sync",
         )
 
+    @property
+    def log(self) -> Path:
+        """The server's log (its stderr)."""
+        return self.directory / "server.log"
+
+    def create_replica_of(self, primary: OwnCluster) -> None:
+        """Make this cluster a streaming replica (hot standby) of `primary`, which must run:
+        a base backup with the WAL streamed alongside, and `-R` writes standby.signal and the
+        primary_conninfo. initdb's pg_hba.conf trusts replication connections from
+        127.0.0.1, and PostgreSQL 15's defaults (wal_level=replica, max_wal_senders=10) allow
+        them."""
+        self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.directory / "data"),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        )
+
     def start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run(
             "pg_ctl",
             "-D",
@@ -80,7 +112,7 @@ class OwnCluster:
             "-o",
             options,
             "-l",
-            str(self.directory / "server.log"),
+            str(self.log),
             "-w",
             "start",
         )
@@ -89,19 +121,43 @@ class OwnCluster:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
 
 
-@contextlib.contextmanager
-def own_cluster() -> Iterator[OwnCluster]:
-    """A started cluster of the test's own, removed afterwards."""
+def _directory() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="pomreport-cluster-"))
     directory.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
-    cluster = OwnCluster(directory, free_port())
+    return directory
+
+
+@contextlib.contextmanager
+def own_cluster(settings: dict[str, str] | None = None) -> Iterator[OwnCluster]:
+    """A started cluster of the test's own, removed afterwards."""
+    cluster = OwnCluster(_directory(), free_port(), settings)
     try:
         cluster.create()
         cluster.start()
         yield cluster
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove(cluster)
+
+
+@contextlib.contextmanager
+def own_replica(
+    primary: OwnCluster, settings: dict[str, str] | None = None
+) -> Iterator[OwnCluster]:
+    """A started streaming replica of `primary` (a cluster of the test's own), removed
+    afterwards."""
+    replica = OwnCluster(_directory(), free_port(), settings)
+    try:
+        replica.create_replica_of(primary)
+        replica.start()
+        yield replica
+    finally:
+        _remove(replica)
+
+
+def _remove(cluster: OwnCluster) -> None:
+    # Stopped whether or not it runs (pg_ctl fails on a stopped one), then its files go.
+    with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        cluster.stop()
+    shutil.rmtree(cluster.directory, ignore_errors=True)

@@ -193,3 +193,25 @@ def test_cli_serve_with_a_manifest_it_cannot_use_says_so(tmp_path: Path) -> None
     assert result.returncode == 2
     assert result.stderr.startswith("pomreport: configuration error: POMREPORT_TRUSTED_DOCUMENTS")
     assert "missing.json" in result.stderr
+
+
+def test_cli_serve_refuses_read_replicas_of_sqlite(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "DATABASE_REPLICA_URL": "postgresql://postgres@127.0.0.1:5433/pomreport",
+        },
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "pomreport: configuration error: DATABASE_REPLICA_URL is set but DATABASE_URL is "
+        "SQLite, which has no replicas: unset DATABASE_REPLICA_URL, or use PostgreSQL with "
+        "streaming replicas\n"
+    )
+    assert not (tmp_path / "db.sqlite").exists()

@@ -28,6 +28,9 @@ def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> Non
     assert settings.database_url.drivername == driver
 
 
+PRIMARY = "postgresql://u@primary/db"
+
+
 @pytest.mark.parametrize(
     ("environment", "message"),
     [
@@ -54,6 +57,27 @@ def test_settings_maps_plain_urls_to_async_drivers(raw: str, driver: str) -> Non
         ({"POMREPORT_RATE_LIMIT_ADMIN": "10,0"}, "must be at least 1, got 0"),
         ({"POMREPORT_RATE_LIMIT_ADMIN": "10,2.5"}, "is not a whole number"),
         ({"POMREPORT_RATE_LIMITS": "maybe"}, "is not true or false"),
+        ({"DATABASE_REPLICA_URL": "postgresql://u@h/db"}, "DATABASE_URL is SQLite, which has no"),
+        (
+            {"DATABASE_URL": PRIMARY, "DATABASE_REPLICA_URL": "sqlite:///./replica.db"},
+            "read replicas need PostgreSQL streaming replicas",
+        ),
+        (
+            {
+                "DATABASE_URL": PRIMARY,
+                "DATABASE_REPLICA_URL": "postgresql://u@r1/db,mysql://u@r2/db",
+            },
+            "DATABASE_REPLICA_URL uses 'mysql'",
+        ),
+        (
+            {
+                "DATABASE_URL": PRIMARY,
+                "DATABASE_REPLICA_URL": "postgresql://u@r1/db",
+                "POMREPORT_READ_YOUR_WRITES_SECONDS": "2",
+            },
+            r"must be at least POMREPORT_REPLICA_MAX_LAG_SECONDS plus .* \(2 \+ 1\)",
+        ),
+        ({"POMREPORT_REPLICA_CHECK_SECONDS": "0"}, "must be above 0"),
     ],
 )
 def test_settings_rejects_bad_values_with_the_reason(
@@ -138,3 +162,22 @@ def test_settings_rate_limits_per_role_default_and_read() -> None:
     assert settings.rate_limits is False
     assert settings.rate_limit_viewer == RateLimit(0.5, 10)
     assert settings.redis_prefix == "staging:"
+
+
+def test_settings_read_replicas_one_or_several() -> None:
+    assert Settings.from_environment({"DATABASE_URL": PRIMARY}).database_replica_urls == ()
+    settings = Settings.from_environment(
+        {
+            "DATABASE_URL": PRIMARY,
+            "DATABASE_REPLICA_URL": "postgresql://u:p%2Cq@r1:5433/db, postgres://u@r2/db,",
+            "POMREPORT_READ_YOUR_WRITES_SECONDS": "10",
+            "POMREPORT_REPLICA_MAX_LAG_SECONDS": "5",
+        }
+    )
+    assert [url.render_as_string(False) for url in settings.database_replica_urls] == [
+        "postgresql+asyncpg://u:p%2Cq@r1:5433/db",
+        "postgresql+asyncpg://u@r2/db",
+    ]
+    assert settings.database_replica_urls[0].password == "p,q"
+    assert (settings.read_your_writes_seconds, settings.replica_max_lag_seconds) == (10, 5)
+    assert settings.replica_check_seconds == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from service.auth.api_keys import ApiKeyRegistry, Principal
 from service.auth.row_scope import NO_READS, RowScope
 from service.errors import UnauthenticatedError
@@ -65,3 +67,12 @@ class Caller:
             self.principal = None
             self.refusal = str(error)
             return True
+
+
+def writer_key(principal: Principal | None, address: str | None) -> Hashable:
+    """Whom a mutation's read-your-writes window is kept for: its API key; without keys (open
+    mode), the client's address, so that clients behind one proxy share a window (they read
+    the primary a little more often than they need, never a replica too early)."""
+    if principal is not None and principal.key_id is not None:
+        return ("key", principal.key_id)
+    return ("address", address)

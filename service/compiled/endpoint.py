@@ -83,6 +83,11 @@ class CompiledQueryEndpoint:
         result = await self.compiled.run(ready, context)
         if result is None:
             return None
+        context.replicas.count(context.read_target)
+        if context.read_again_on_primary(result.errors):
+            # The replica failed under it: Strawberry runs it again, and its context reads
+            # the primary (or a replica still up).
+            return None
         if result.errors:
             self.schema.process_errors(result.errors)
         note = REQUEST_NOTE.get()

@@ -3,17 +3,20 @@ loaders and the caller."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from service.auth.api_keys import Principal
-from service.auth.callers import Caller
+from service.auth.callers import Caller, writer_key
 from service.auth.row_scope import scoped_session_maker
 from service.callbacks.transactions import Transactions
+from service.db.replicas import ReadTarget, Replicas
 from service.events.transports import CallbackEvents
 from service.graph.loaders import Loaders
 from service.settings import Settings
@@ -24,24 +27,68 @@ class Context:
     """Per-request context; resolvers open their own short sessions from the session makers.
 
     Every read goes through `scoped_session_maker`, which sees only the rows the caller may
-    see (see `service.auth.row_scope`); `unscoped_session_maker` is what it is made from.
+    see (see `service.auth.row_scope`); `unscoped_session_maker` is what it is made from, on
+    the database `read_target` names: a read replica, or the primary (`service.db.replicas`).
     Mutations write through `transactions`. Without a principal nothing runs
     (`OperationAuthorization`), and a read would be refused all the same.
     """
 
     settings: Settings
-    unscoped_session_maker: async_sessionmaker[AsyncSession]
+    replicas: Replicas
     transactions: Transactions
     events: CallbackEvents
     caller: Caller
     is_websocket: bool = False
+    # The client's address: whom mutations are noted for when there is no API key.
+    client_address: str | None = None
+    # The request carries the cookie a mutation's response sets (service.db.replicas).
+    wrote_recently: bool = False
     # Set by Strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, object] | None = None
+    read_target: ReadTarget = field(init=False)
+    unscoped_session_maker: async_sessionmaker[AsyncSession] = field(init=False)
     scoped_session_maker: async_sessionmaker[AsyncSession] = field(init=False)
     loaders: Loaders = field(init=False)
+    # Whether a mutation of this request or connection has run (its response says so).
+    wrote: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self._scope_sessions()
+        # A WebSocket keeps one context for all its operations, and its subscriptions' loads
+        # must see the changes they deliver: it reads the primary.
+        target = (
+            self.replicas.primary
+            if self.is_websocket
+            else self.replicas.target(self.writer, wrote_recently=self.wrote_recently)
+        )
+        self._read_from(target)
+
+    @property
+    def writer(self) -> Hashable:
+        """Whom this request's mutations are noted for (read-your-writes)."""
+        return writer_key(self.principal, self.client_address)
+
+    def read_from_primary(self) -> None:
+        """Read the primary from now on (a mutation, a subscription)."""
+        if self.read_target.is_replica:
+            self._read_from(self.replicas.primary)
+
+    def read_again_on_primary(self, errors: Sequence[GraphQLError] | None) -> bool:
+        """Whether an operation that read a replica and ended with `errors` should run again
+        on the primary (it only read, so running it twice is safe): the replica went out of
+        reach (it is skipped from now on) or cancelled the read. If so, reads go there now."""
+        if not self.read_target.is_replica:
+            return False
+        for error in errors or ():
+            original = error.original_error
+            if original is not None and self.replicas.failed(self.read_target, original):
+                self._read_from(self.replicas.primary)
+                return True
+        return False
+
+    def note_write(self) -> None:
+        """The caller has just run a mutation: its reads go to the primary for a while."""
+        self.wrote = True
+        self.replicas.note_write(self.writer)
 
     @property
     def principal(self) -> Principal | None:
@@ -61,6 +108,11 @@ class Context:
     def refresh_loaders(self) -> None:
         """Start over with empty loaders (each subscription event sees current rows)."""
         self.loaders = Loaders(self.scoped_session_maker)
+
+    def _read_from(self, target: ReadTarget) -> None:
+        self.read_target = target
+        self.unscoped_session_maker = target.session_maker
+        self._scope_sessions()
 
     def _scope_sessions(self) -> None:
         self.scoped_session_maker = scoped_session_maker(
@@ -84,3 +136,26 @@ class FreshLoadersPerOperation(SchemaExtension):
                 await context.recheck_key()
             context.refresh_loaders()
         yield
+
+
+class PrimaryForWrites(SchemaExtension):
+    """Mutations and subscriptions read the primary (a mutation's selection shows what it
+    wrote; a subscription's loads, the change it delivers), and a mutation sends its caller's
+    reads to the primary for the read-your-writes window, whether or not it succeeded."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution_context = self.execution_context
+        context = execution_context.context
+        if not isinstance(context, Context) or execution_context.graphql_document is None:
+            yield
+            return
+        operation_type = execution_context.operation_type
+        if operation_type is not OperationType.QUERY:
+            context.read_from_primary()
+        if operation_type is not OperationType.SUBSCRIPTION:  # not once per event delivered
+            context.replicas.count(context.read_target)
+        try:
+            yield
+        finally:
+            if operation_type is OperationType.MUTATION:
+                context.note_write()

@@ -8,13 +8,14 @@ import contextlib
 from typing import Any, cast
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.schema import StreamResult
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -32,11 +33,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
 from service.auth.rate_limits import RateLimiter
+from service.db.replicas import WROTE_COOKIE
 from service.errors import RETRY_AFTER_SECONDS, RateLimitedError, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
@@ -236,7 +239,7 @@ class PomreportGraphQL(GraphQL[Context, None]):
         state = request.app.state
         return Context(
             settings=state.settings,
-            unscoped_session_maker=state.session_maker,
+            replicas=state.replicas,
             transactions=state.transactions,
             events=state.events,
             caller=Caller(
@@ -246,7 +249,33 @@ class PomreportGraphQL(GraphQL[Context, None]):
                 proxied=is_proxied(request.scope),
             ),
             is_websocket=isinstance(request, WebSocket),
+            client_address=request.client.host if request.client else None,
+            wrote_recently=WROTE_COOKIE in request.cookies,
         )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Run an operation; one that read a replica which failed under it runs once more, on
+        the primary (a replica just stopped answers no request with an error). The response
+        to a mutation carries the read-your-writes cookie when there are replicas."""
+        result = await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+        if context.read_again_on_primary(result.errors):
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        cookie = context.replicas.wrote_cookie() if context.wrote else None
+        if cookie is not None:
+            sub_response.set_cookie(**cookie)
+        return result
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a WebSocket from its connection_init payload (or upgrade header)."""

@@ -31,12 +31,14 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from service.auth.api_keys import ApiKeyRegistry, Principal
+from service.auth.callers import writer_key
 from service.auth.http import is_proxied
 from service.auth.row_scope import RowScope
 from service.auth.signed_links import verify_link
 from service.clock import utc_now
 from service.db.models.callback import Callback, CallbackType, created_for
 from service.db.models.campaign import Campaign, CampaignType, campaign_display_name
+from service.db.replicas import WROTE_COOKIE, Replicas
 from service.errors import (
     RETRY_AFTER_SECONDS,
     BadUserInputError,
@@ -110,10 +112,22 @@ async def download_csv(request: Request) -> Response:
         # What a GET would answer, without reading a row: a HEAD must not cost an export.
         return Response(media_type=CSV_MEDIA_TYPE, headers=_download_headers(filename))
     statement = report_rows_statement(header.condition, principal.row_scope, state.engine.dialect)
+    zone = zoneinfo.ZoneInfo(header.time_period.time_zone)
+    replicas: Replicas = state.replicas
+    client = request.client.host if request.client else None
+    target = replicas.target(
+        writer_key(principal, client), wrote_recently=WROTE_COOKIE in request.cookies
+    )
     try:
-        export = await CsvExport.open(
-            state.engine, statement, zoneinfo.ZoneInfo(header.time_period.time_zone)
-        )
+        try:
+            replicas.count(target)
+            export = await CsvExport.open(target.engine, statement, zone)
+        except Exception as error:
+            if not replicas.failed(target, error):
+                raise
+            # Nothing is sent yet: the primary answers instead of the replica that failed.
+            replicas.count(replicas.primary)
+            export = await CsvExport.open(replicas.primary.engine, statement, zone)
     except Exception as error:
         return _failure(error)
     return CsvResponse(export, filename)
