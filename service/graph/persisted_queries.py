@@ -108,7 +108,18 @@ class HashMismatchError(HTTPRequestError):
 def document_hash(document: str) -> str:
     """The SHA-256 of a document's exact UTF-8 text, in lower-case hex: its persisted query
     hash."""
-    return hashlib.sha256(document.encode("utf-8")).hexdigest()
+    return hashlib.sha256(utf8_document(document)).hexdigest()
+
+
+def utf8_document(document: str) -> bytes:
+    """A document's UTF-8 text; HTTPRequestError (400) for one that has none: JSON may carry
+    a lone surrogate (`"\\ud800"`), which no UTF-8 text holds, so no hash can name it."""
+    try:
+        return document.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPRequestError(
+            400, "the query is not Unicode text: it holds a lone surrogate (\\ud800-\\udfff)"
+        ) from None
 
 
 def persisted_query_hash(extensions: Any) -> str | None:
@@ -149,7 +160,7 @@ async def resolve_document(
         return document
     if not isinstance(query, str):
         raise HTTPRequestError(400, "the request needs a query, as a string")
-    encoded = query.encode("utf-8")
+    encoded = utf8_document(query)
     if len(encoded) > max_bytes:
         raise HTTPRequestError(413, f"the query is larger than {max_bytes} bytes")
     if hashlib.sha256(encoded).hexdigest() != sha256_hash:

@@ -152,7 +152,11 @@ def read_manifest(path: Path) -> list[TrustedDocument]:
     for sha256_hash, body in pairs:
         if not isinstance(sha256_hash, str) or not isinstance(body, str):
             raise ManifestError(f"{path}: every operation needs an id and a body, as strings")
-        if document_hash(body) != sha256_hash:
+        try:
+            actual = document_hash(body)
+        except HTTPRequestError as error:
+            raise ManifestError(f"{path}: operation {sha256_hash}: {error.message}") from None
+        if actual != sha256_hash:
             raise ManifestError(
                 f"{path}: operation {sha256_hash} is not the SHA-256 of its body (the hash of "
                 "its exact UTF-8 text, in lower-case hex); rebuild the manifest"

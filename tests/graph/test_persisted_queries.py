@@ -132,6 +132,21 @@ def test_persisted_query_whose_hash_is_not_its_documents_is_refused(
     assert _code(response) == "PERSISTED_QUERY_NOT_FOUND"
 
 
+def test_persisted_query_with_a_lone_surrogate_is_a_bad_request(graphql: GraphQLClient) -> None:
+    # JSON can carry a lone surrogate, which has no UTF-8 text to hash (it was an HTTP 500).
+    graphql.statements.clear()
+    body = {"query": "{ __typename } \ud800", "extensions": _extensions(REPORT)}
+    response = graphql.client.post(
+        "/graphql",
+        content=json.dumps(body),  # escaped: the client's encoder would refuse the surrogate
+        headers={"content-type": "application/json", "accept": graphql.accept, **graphql.headers},
+    )
+    assert response.status_code == 400
+    assert _code(response) == "BAD_REQUEST"
+    assert "lone surrogate" in response.json()["errors"][0]["message"]
+    assert graphql.statements == []
+
+
 @pytest.mark.parametrize("version", [2, "1", None])
 def test_persisted_query_of_another_version_is_refused(
     graphql: GraphQLClient, version: object

@@ -169,6 +169,24 @@ def test_untrusted_subscription_over_http_is_refused(trusted: GraphQLClient) -> 
     )
     assert response.status_code == 403
     assert _code(response) == "FORBIDDEN"
+    assert trusted.statements == []
+
+
+# Valid JSON, but no UTF-8 text: a lone surrogate has no hash (it was an HTTP 500).
+LONE_SURROGATE_BODY = b'{"query": "{ __typename } \\ud800"}'
+
+
+def test_a_document_with_a_lone_surrogate_is_a_bad_request(trusted: GraphQLClient) -> None:
+    trusted.statements.clear()
+    response = trusted.client.post(
+        "/graphql",
+        content=LONE_SURROGATE_BODY,
+        headers={"content-type": "application/json", "accept": trusted.accept},
+    )
+    assert response.status_code == 400
+    assert _code(response) == "BAD_REQUEST"
+    assert "lone surrogate" in response.json()["errors"][0]["message"]
+    assert trusted.statements == []
 
 
 def _start(websocket: WebSocketTestSession, protocol: str, payload: dict[str, Any]) -> None:
@@ -196,6 +214,16 @@ def test_websocket_runs_trusted_subscriptions_only(trusted: GraphQLClient, proto
             refusal["payload"] if isinstance(refusal["payload"], list) else [refusal["payload"]]
         )
         assert errors[0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+        _start(
+            websocket,
+            protocol,
+            {"query": "subscription { callbackStatusChanged { status } } \ud800"},
+        )
+        refusal = websocket.receive_json()
+        errors = (
+            refusal["payload"] if isinstance(refusal["payload"], list) else [refusal["payload"]]
+        )
+        assert errors[0]["extensions"]["code"] == "BAD_REQUEST"
         assert trusted.statements == []
         # The manifest's subscription, by its hash alone.
         _start(websocket, protocol, {"extensions": _extensions(SUBSCRIPTION)})
@@ -234,8 +262,9 @@ def test_refusals_are_counted_in_the_metrics(trusted: GraphQLClient) -> None:
             "holds 2 operations",
         ),
         (json.dumps({"format": "apollo-persisted-query-manifest", "operations": []}), "version"),
+        ('{"%s": "{ __typename } \\ud800"}' % ("0" * 64), "lone surrogate"),
     ],
-    ids=["missing", "json", "shape", "hash", "schema", "parse", "operations", "version"],
+    ids=["missing", "json", "shape", "hash", "schema", "parse", "operations", "version", "text"],
 )
 def test_manifest_the_service_cannot_use_stops_its_start(
     tmp_path: Path, content: str | None, reason: str
