@@ -420,6 +420,17 @@ class Settings:
                 "replicas: unset DATABASE_REPLICA_URL, or use PostgreSQL with streaming replicas"
             )
         if self.database_replica_urls and (
+            self.replica_max_lag_seconds <= self.replica_check_seconds
+        ):
+            # Lag is measured against the primary's position at the check: a replica a few
+            # milliseconds behind steady writes shows up to one check interval.
+            raise SettingsError(
+                f"POMREPORT_REPLICA_MAX_LAG_SECONDS ({self.replica_max_lag_seconds:g}) must be "
+                f"more than POMREPORT_REPLICA_CHECK_SECONDS ({self.replica_check_seconds:g}): "
+                "a replica that keeps up with steady writes is measured up to one check "
+                "behind, and would take no reads"
+            )
+        if self.database_replica_urls and (
             self.read_your_writes_seconds
             < self.replica_max_lag_seconds + self.replica_check_seconds
         ):

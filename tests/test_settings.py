@@ -78,6 +78,14 @@ PRIMARY = "postgresql://u@primary/db"
             r"must be at least POMREPORT_REPLICA_MAX_LAG_SECONDS plus .* \(2 \+ 1\)",
         ),
         ({"POMREPORT_REPLICA_CHECK_SECONDS": "0"}, "must be above 0"),
+        (
+            {
+                "DATABASE_URL": PRIMARY,
+                "DATABASE_REPLICA_URL": "postgresql://u@r1/db",
+                "POMREPORT_REPLICA_MAX_LAG_SECONDS": "1",
+            },
+            r"POMREPORT_REPLICA_MAX_LAG_SECONDS \(1\) must be more than .* \(1\)",
+        ),
     ],
 )
 def test_settings_rejects_bad_values_with_the_reason(

@@ -91,11 +91,17 @@ class Replica:
     name: str
     engine: AsyncEngine
     check_engine: AsyncEngine
+    # Its place in DATABASE_REPLICA_URL, from 1: how /readyz and /metrics name it, which anyone
+    # may read, rather than by its URL (the log says which URL is which).
+    number: int
     is_up: bool = False
     lag_seconds: float | None = None
     lag_bytes: int | None = None
     # Why the replica takes no reads; None while it does.
     reason: str | None = NOT_CHECKED
+    # The monotonic time up to which the replica holds everything the primary committed, as
+    # the last check found: reads check it is recent enough, whenever the next check comes.
+    holds_until: float | None = None
     target: ReadTarget = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,9 +115,13 @@ class Replica:
         self.reason = reason
         self._show()
 
-    def set_checked(self, lag_seconds: float, lag_bytes: int | None, max_lag: float) -> None:
-        """Take reads if the lag a check measured is within `max_lag` seconds."""
+    def set_checked(
+        self, lag_seconds: float, lag_bytes: int | None, max_lag: float, *, measured_at: float
+    ) -> None:
+        """Take reads if the lag a check measured (at monotonic time `measured_at`) is within
+        `max_lag` seconds."""
         self.lag_seconds, self.lag_bytes = round(lag_seconds, 3), lag_bytes
+        self.holds_until = measured_at - lag_seconds
         if lag_seconds > max_lag:
             self.set_down(f"lags {lag_seconds:.1f} s behind the primary, over {max_lag:g} s")
             return
@@ -121,18 +131,22 @@ class Replica:
         self._show()
 
     def status(self) -> dict[str, object]:
-        """The replica as /readyz shows it."""
+        """The replica as /readyz shows it: its number, and why it takes no reads without the
+        error's own words (host names, users), which the log has."""
         return {
-            "replica": self.name,
+            "replica": self.number,
             "up": self.is_up,
             "lagSeconds": self.lag_seconds,
             "lagBytes": self.lag_bytes,
-            **({"reason": self.reason} if self.reason else {}),
+            **({"reason": self.reason.split(":", 1)[0]} if self.reason else {}),
         }
 
     def _show(self) -> None:
         metrics.record_replica(
-            self.name, is_up=self.is_up, lag_seconds=self.lag_seconds, lag_bytes=self.lag_bytes
+            str(self.number),
+            is_up=self.is_up,
+            lag_seconds=self.lag_seconds,
+            lag_bytes=self.lag_bytes,
         )
 
 
@@ -252,6 +266,8 @@ class Replicas:
         `check_seconds` in the background."""
         if not self.replicas:
             return
+        for replica in self.replicas:
+            logger.info("read replica %d: %s", replica.number, replica.name)
         await self.check()
         self._task = asyncio.create_task(self._check_forever(), name="replica-checks")
 
@@ -271,9 +287,13 @@ class Replicas:
         """Note the primary's WAL position, then measure every replica against it."""
         if self._primary_check_engine is not None:
             try:
+                # The primary reached this position after `asked`, so a replica that has
+                # replayed it holds everything committed before `asked` (a later time would
+                # understate its lag by the round trip).
+                asked = time.monotonic()
                 async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
                     position = await _scalar(self._primary_check_engine, _PRIMARY_POSITION)
-                self._positions.note(int(str(position)), time.monotonic())
+                self._positions.note(int(str(position)), asked)
             except Exception as error:
                 # Lag is then measured against what was seen before, so it grows.
                 logger.warning("replica checks cannot reach the primary: %s", _first_line(error))
@@ -297,20 +317,21 @@ class Replicas:
         if replayed is None:
             replica.set_down("has replayed no WAL yet")
             return
-        lag = self._positions.lag_seconds(replayed, time.monotonic())
+        measured_at = time.monotonic()
+        lag = self._positions.lag_seconds(replayed, measured_at)
         latest = self._positions.latest
         lag_bytes = None if latest is None else max(0, latest - replayed)
         if lag is None:
             replica.lag_seconds, replica.lag_bytes = None, lag_bytes
             replica.set_down("behind every primary position the checks have seen")
             return
-        was_up = replica.is_up
-        replica.set_checked(lag, lag_bytes, self.max_lag_seconds)
-        if replica.is_up and not was_up:
+        if not replica.is_up and lag <= self.max_lag_seconds:
             # Back from down, perhaps restarted: connections pooled before would fail their
             # next request (which the primary would then answer, and the replica be skipped
-            # again until the next check), so reads start over on new ones.
+            # again until the next check), so reads start over on new ones, closed before the
+            # replica takes reads again.
             await replica.engine.dispose()
+        replica.set_checked(lag, lag_bytes, self.max_lag_seconds, measured_at=measured_at)
 
     async def _check_forever(self) -> None:
         while True:
@@ -330,7 +351,15 @@ class Replicas:
         return writer is not None and writer in self._writers
 
     def _replica_in_turn(self) -> ReadTarget:
-        up = [replica for replica in self.replicas if replica.is_up]
+        # A replica is as recent as its last check found it: one whose checks have stalled
+        # (timeouts, the primary out of reach) stops taking reads once that is older than the
+        # lag bound plus a check, which the read-your-writes window covers.
+        oldest = time.monotonic() - self.max_lag_seconds - self.check_seconds
+        up = [
+            replica
+            for replica in self.replicas
+            if replica.is_up and replica.holds_until is not None and replica.holds_until >= oldest
+        ]
         if not up:
             return self.primary
         return up[next(self._turns) % len(up)].target
@@ -355,8 +384,9 @@ def create_replicas(
                 connect_timeout_seconds=REPLICA_CONNECT_TIMEOUT_SECONDS,
             ),
             _check_engine(url),
+            number,
         )
-        for url in settings.database_replica_urls
+        for number, url in enumerate(settings.database_replica_urls, start=1)
     ]
     return Replicas(
         target,

@@ -4,6 +4,7 @@ from WAL positions (no database: the checks against a real replica are in test_r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -52,9 +53,9 @@ async def replicas() -> AsyncIterator[Replicas]:
     """A primary and two replicas (engines that never connect), both taking reads."""
     engines = [create_async_engine("sqlite+aiosqlite:///unused.db") for _ in range(5)]
     primary = ReadTarget(engines[0], create_session_maker(engines[0]))
-    members = [Replica(f"replica {n}", engines[n], engines[n + 2]) for n in (1, 2)]
+    members = [Replica(f"replica {n}", engines[n], engines[n + 2], n) for n in (1, 2)]
     for member in members:
-        member.set_checked(0.0, 0, max_lag=1.0)
+        member.set_checked(0.0, 0, max_lag=1.0, measured_at=time.monotonic())
     yield Replicas(primary, members, read_your_writes_seconds=0.2, max_lag_seconds=1.0)
     for engine in engines:
         await engine.dispose()
@@ -65,10 +66,10 @@ async def test_reads_take_turns_among_replicas_up_and_fall_to_the_primary(
 ) -> None:
     first, second = replicas.replicas
     assert {replicas.target(None).replica for _ in range(4)} == {first, second}
-    first.set_checked(1.5, 100, max_lag=1.0)
+    first.set_checked(1.5, 100, max_lag=1.0, measured_at=time.monotonic())
     assert not first.is_up
     assert first.status() == {
-        "replica": "replica 1",
+        "replica": 1,
         "up": False,
         "lagSeconds": 1.5,
         "lagBytes": 100,
@@ -106,3 +107,29 @@ async def test_a_replica_out_of_reach_is_skipped_a_recovery_conflict_only_retrie
 def test_replicas_are_shown_without_their_password() -> None:
     [url] = parse_replica_urls("postgresql://reader:s3cret@replica-1:5433/pomreport")
     assert replica_name(url) == "postgresql://reader:***@replica-1:5433/pomreport"
+
+
+async def test_a_replica_whose_checks_stalled_takes_no_reads_past_the_bound(
+    replicas: Replicas,
+) -> None:
+    first, second = replicas.replicas
+    # Last found within the bound, but that was longer ago than the bound plus a check (the
+    # fixture's: 1 s and 1 s): what it holds may be older than a writer's window now.
+    first.set_checked(0.5, 0, max_lag=1.0, measured_at=time.monotonic() - 1.6)
+    assert first.is_up
+    assert {replicas.target(None).replica for _ in range(4)} == {second}
+    first.set_checked(0.5, 0, max_lag=1.0, measured_at=time.monotonic())
+    assert {replicas.target(None).replica for _ in range(4)} == {first, second}
+
+
+def test_readyz_shows_a_replica_by_number_and_why_without_the_errors_words() -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///unused.db")
+    replica = Replica("postgresql://reader:***@10.0.0.7:5433/pomreport", engine, engine, 2)
+    replica.set_down("unreachable: could not connect to 10.0.0.7 as reader")
+    assert replica.status() == {
+        "replica": 2,
+        "up": False,
+        "lagSeconds": None,
+        "lagBytes": None,
+        "reason": "unreachable",
+    }
