@@ -185,6 +185,11 @@ def _ran_on(cluster: OwnCluster, marker: str) -> bool:
     return marker in cluster.log.read_text(errors="replace")
 
 
+def _times_on(cluster: OwnCluster, marker: str) -> int:
+    """How often `marker` shows in `cluster`'s statement log."""
+    return cluster.log.read_text(errors="replace").count(marker)
+
+
 def _marker() -> str:
     return f"marker-{uuid.uuid4().hex[:12]}"
 
@@ -213,6 +218,40 @@ async def test_replica_serves_queries_the_report_summaries_and_the_csv(
         agent = _marker()
         await service.data(service.writer, UPSERT_AGENT, agentId=agent, name="Ava")
         assert _ran_on(clusters.primary, agent)
+
+
+async def _agent_key(primary: OwnCluster, agent_id: str) -> str:
+    engine = create_engine(primary.url)
+    try:
+        _row, key = await create_api_key(
+            create_session_maker(engine), Role.AGENT, agent_id=agent_id, name="replica agent"
+        )
+        return key
+    finally:
+        await engine.dispose()
+
+
+async def test_an_agent_keys_reads_on_the_replica_keep_its_row_scope(clusters: Clusters) -> None:
+    """The agent scope is applied on the replica's sessions too: its statements there carry
+    the agent's ID, which the requests themselves never name."""
+    async with _service(clusters) as service:
+        agent = _marker()
+        await service.data(service.writer, UPSERT_AGENT, agentId=agent, name="Scoped")
+        key = await _agent_key(clusters.primary, agent)
+        headers = {"authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            base_url=service.reader.base_url, headers=headers, timeout=10
+        ) as scoped:
+            unfiltered = (REPORT, REPORT, SUMMARY)  # the report twice: the compiled path too
+            for query in unfiltered:
+                seen = _times_on(clusters.replica, agent)
+                await service.data(scoped, query)
+                assert _times_on(clusters.replica, agent) > seen, query
+            seen = _times_on(clusters.replica, agent)
+            csv = await scoped.get(CSV_PATH, params={"lastDays": 7})
+            assert csv.status_code == 200
+            assert _times_on(clusters.replica, agent) > seen
+        assert (await service.reads_routed())["replica"] >= 3
 
 
 async def test_reads_after_own_mutation_see_it_while_the_replica_lags(
