@@ -28,6 +28,7 @@ from service.compiled.rows import (
     root_connection_statement,
     strawberry_python_name,
 )
+from service.db.models.callback import Callback
 from service.errors import BadUserInputError
 from service.graph import declarations
 from service.graph.filtering import EntityQueryDeclaration
@@ -35,6 +36,11 @@ from service.graph.nodes import parse_global_id
 from service.graph.pagination import Page, page_of
 from service.reports.callbacks_scheduled_details.csv_links import signed_csv_path
 from service.reports.callbacks_scheduled_details.query import report_header
+from service.reports.callbacks_scheduled_summary.groups import (
+    gather_summary_groups,
+    summary_statement,
+)
+from service.reports.callbacks_scheduled_summary.query import check_group_by
 
 
 class RootPlan:
@@ -178,6 +184,58 @@ class ReportPlan(RootPlan):
         return report
 
 
+class SummaryPlan(RootPlan):
+    """`callbacksScheduledSummary`: the report's header from the arguments, and the groups and
+    their total from one statement (only when either is selected), built without resolvers."""
+
+    def __init__(
+        self, compilation: Compilation, field: GraphQLField, details: list[FieldDetails]
+    ) -> None:
+        self.arguments = compilation.arguments(field, details)
+        summary_type = object_type_of(field.type)
+        self.fields: list[tuple[str, str, Any]] = []
+        for key, name, field_details in compilation.selections(summary_type, details):
+            summary_field = summary_type.fields.get(name)
+            if name == "__typename":
+                self.fields.append((key, name, summary_type.name))
+            elif name == "totalRecords":
+                self.fields.append((key, name, None))
+            elif name == "groups" and summary_field is not None:
+                groups = plain_builder(compilation, summary_field.type, field_details)
+                self.fields.append((key, name, groups))
+            elif summary_field is not None:
+                header = plain_builder(compilation, summary_field.type, field_details)
+                self.fields.append((key, strawberry_python_name(summary_field), header))
+            else:  # pragma: no cover - the document was validated
+                raise NotCompilableError(f"{summary_type.name}.{name}")
+        self.counts = any(name in ("totalRecords", "groups") for _, name, _ in self.fields)
+
+    async def resolve(self, run: Run) -> Any:
+        arguments = self.arguments.values(run)
+        group_by = list(arguments["group_by"])
+        check_group_by(group_by)
+        header = report_header(run.settings, arguments.get("time_period"), arguments.get("filters"))
+        counts = None
+        if self.counts:
+            # The caller's scope as the report's rows have it (the general path's sessions add
+            # the same rule).
+            condition = and_(header.condition, run.visible(Callback))
+            rows = await run.rows(summary_statement(condition, group_by))
+            await run.close()
+            counts = gather_summary_groups(rows, group_by, header.time_period.time_zone)
+        summary: dict[str, Any] = {}
+        for key, name, detail in self.fields:
+            if name == "__typename":
+                summary[key] = detail
+            elif name == "totalRecords":
+                summary[key] = counts.total if counts is not None else None
+            elif name == "groups":
+                summary[key] = detail(counts.groups if counts is not None else None)
+            else:
+                summary[key] = detail(getattr(header, name))
+        return summary
+
+
 class EntityLookup:
     """One entity by its key: one statement, with its relations joined, and one per level of
     what it has many of."""
@@ -263,6 +321,8 @@ def root_plan(
     python_name = strawberry_python_name(field)
     if python_name == "callbacks_scheduled_details":
         return ReportPlan(compilation, field, details)
+    if python_name == "callbacks_scheduled_summary":
+        return SummaryPlan(compilation, field, details)
     if python_name == "node":
         return NodePlan(compilation, field, details)
     returned = object_type_of(field.type)

@@ -263,6 +263,48 @@ def test_derived_field_filters_get_the_same_answer_on_both_paths(
     assert two_paths[0].app.state.compiled_queries.answered_directly == 1  # type: ignore[attr-defined]
 
 
+SUMMARIES = [
+    """{ callbacksScheduledSummary(groupBy: [CALLBACK_STATUS]) {
+      __typename totalRecords timePeriod { from to timeZone label } queryTime
+      groups { count callbackStatus callbackType campaignName creationHour } } }""",
+    """{ s: callbacksScheduledSummary(
+           timePeriod: {from: "2026-10-20T00:00:00Z", to: "2026-11-10T00:00:00Z",
+                        timeZone: "America/New_York"},
+           groupBy: [CREATION_DAY, CREATION_HOUR, CAMPAIGN]) {
+      total: totalRecords groups { n: count creationDay creationHour campaignName } } }""",
+    """query($agent: String, $withGroups: Boolean!) {
+      callbacksScheduledSummary(timePeriod: {lastDays: 30, timeZone: "Asia/Kolkata"},
+          filters: {agentId: $agent}, groupBy: [CREATOR_AGENT, SYSTEM_COMPLETION_CODE]) {
+        filters { name value } ...Counts
+        groups @include(if: $withGroups) {
+          count creatorAgentId servicedByAgentId systemCompletionCode __typename } } }
+    fragment Counts on CallbacksScheduledSummary { totalRecords }""",
+    """{ callbacksScheduledSummary(timePeriod: {preset: ALL},
+          groupBy: [SERVICED_BY_AGENT, CALLBACK_TYPE]) { groups { count servicedByAgentId
+          callbackType } } a: callbacksScheduledSummary(groupBy: [CAMPAIGN]) { queryTime } }""",
+    "{ callbacksScheduledSummary(groupBy: []) { totalRecords } }",
+    "{ callbacksScheduledSummary(groupBy: [CAMPAIGN, CAMPAIGN]) { totalRecords } }",
+    """{ callbacksScheduledSummary(timePeriod: {timeZone: "Mars/Olympus"},
+          groupBy: [CAMPAIGN]) { totalRecords } }""",
+]
+
+
+@pytest.mark.parametrize("query", SUMMARIES)
+def test_summaries_get_the_same_answer_on_both_paths(
+    two_paths: tuple[TestClient, TestClient], query: str
+) -> None:
+    variables = {"agent": "A1001", "withGroups": True} if "$agent" in query else None
+    body = assert_same_answer(two_paths, query, variables)
+    compiled_queries = two_paths[0].app.state.compiled_queries  # type: ignore[attr-defined]
+    if "groupBy: []" in query or "CAMPAIGN, CAMPAIGN" in query or "Mars" in query:
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        return
+    assert "errors" not in body, body["errors"]
+    # Planned and answered by the compiled path, none of it left to the general one.
+    assert compiled_queries.answered >= 1
+    assert compiled_queries.left == 0
+
+
 # A thousand generated queries, each on both paths: about two minutes of one core, which a busy
 # machine stretches past the suite's default timeout.
 @pytest.mark.timeout(600)

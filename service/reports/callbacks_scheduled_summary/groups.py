@@ -123,22 +123,38 @@ async def count_summary_groups(
     scope), its quarter hours then gathered into local days and hours."""
     async with session_maker() as session:
         rows = (await session.execute(summary_statement(condition, dimensions))).all()
+    return gather_summary_groups(rows, dimensions, time_zone)
+
+
+def gather_summary_groups(
+    rows: Sequence[Sequence[Any]], dimensions: Sequence[SummaryDimension], time_zone: str
+) -> SummaryCounts:
+    """The groups of `summary_statement`'s rows (the plain dimensions' values in their order,
+    then the quarter hour if a time dimension is asked for, then the count), each quarter hour
+    placed in its local day and hour in `time_zone`, in the groups' order."""
     places = LocalQuarterHours(zoneinfo.ZoneInfo(time_zone))
     plain = [d for d in dimensions if d not in TIME_DIMENSIONS]
     timed = bool(TIME_DIMENSIONS.intersection(dimensions))
+    # Where each dimension's value is in a row made of the plain values, then the local day
+    # and hour: keys are built by indexing, not through a dict per row.
+    positions = {d: n for n, d in enumerate(plain)}
+    positions[SummaryDimension.CREATION_DAY] = len(plain)
+    positions[SummaryDimension.CREATION_HOUR] = len(plain) + 1
+    key_positions = [positions[d] for d in dimensions]
+    attributes = [(_ATTRIBUTES[d], positions[d]) for d in dimensions]
     merged: dict[tuple[Any, ...], GroupCount] = {}
     for row in rows:
-        values: dict[SummaryDimension, Any] = dict(zip(plain, row, strict=False))
         if timed:
             placed = places.place(row[len(plain)])
-            values[SummaryDimension.CREATION_DAY] = placed.day
-            values[SummaryDimension.CREATION_HOUR] = placed.hour
-        key = tuple(values[d] for d in dimensions)
+            values = (*row[: len(plain)], placed.day, placed.hour)
+        else:
+            values = tuple(row[: len(plain)])
+        key = tuple(values[n] for n in key_positions)
         group = merged.get(key)
         if group is None:
             group = merged[key] = GroupCount()
-            for dimension in dimensions:
-                setattr(group, _ATTRIBUTES[dimension], values[dimension])
+            for attribute, n in attributes:
+                setattr(group, attribute, values[n])
             if group.creation_hour is not None:
                 group.creation_hour = places.local(group.creation_hour)
         group.count += row[-1]  # the count, last (`row.count` is the tuple method)

@@ -24,13 +24,7 @@ def callbacks_scheduled_summary(
     group_by: list[SummaryDimension],
 ) -> CallbacksScheduledSummary:
     """Resolve the summary's header; its groups and total load (together) when selected."""
-    if not group_by:
-        raise BadUserInputError(
-            "groupBy is empty: name at least one dimension, e.g. [CALLBACK_STATUS]"
-        )
-    repeated = sorted({d.name for d in group_by if group_by.count(d) > 1})
-    if repeated:
-        raise BadUserInputError(f"groupBy names {', '.join(repeated)} more than once")
+    check_group_by(group_by)
     # The report's own header and condition: the same period, filters and checks.
     report = report_header(info.context.settings, time_period, filters)
     return CallbacksScheduledSummary(
@@ -40,6 +34,17 @@ def callbacks_scheduled_summary(
         condition=report.condition,
         group_by=list(group_by),
     )
+
+
+def check_group_by(group_by: list[SummaryDimension]) -> None:
+    """BadUserInputError for a grouping the summary cannot take: none, or a repeated one."""
+    if not group_by:
+        raise BadUserInputError(
+            "groupBy is empty: name at least one dimension, e.g. [CALLBACK_STATUS]"
+        )
+    repeated = sorted({d.name for d in group_by if group_by.count(d) > 1})
+    if repeated:
+        raise BadUserInputError(f"groupBy names {', '.join(repeated)} more than once")
 
 
 @strawberry.type
