@@ -1,5 +1,5 @@
-"""Plans for the root fields of a query: the report, the root connections, lookups by key
-and `node(id:)`."""
+"""Plans for the root fields of a query: the report and its summary, the root connections,
+lookups by key and `node(id:)`."""
 
 from __future__ import annotations
 
