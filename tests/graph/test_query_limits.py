@@ -185,12 +185,13 @@ def test_deep_nesting_under_introspection_is_still_refused(graphql: GraphQLClien
 def test_a_huge_document_costs_no_more_when_a_stream_is_accepted(graphql: GraphQLClient) -> None:
     """Finding whether a request asks for a subscription (to answer a query in JSON though a
     stream is accepted) parses no further than the token limit: such a request costs what
-    the same request accepting JSON alone costs (unbounded, it cost 35 times as much)."""
+    the same request accepting JSON alone costs, within what noise does (unbounded, it cost 35
+    times as much)."""
     body = json.dumps({"query": "{ " + "a " * 400_000 + "}"}).encode()
 
     def fastest(accept: str) -> float:
         timings = []
-        for _ in range(3):
+        for _ in range(5):
             started = time.perf_counter()
             response = graphql.client.post(
                 "/graphql",
@@ -203,8 +204,9 @@ def test_a_huge_document_costs_no_more_when_a_stream_is_accepted(graphql: GraphQ
         return min(timings)
 
     alone = fastest("application/json")
+    # Unbounded, it cost 35 times as much; a loaded machine stretches one side up to 2.5x.
     for accept in ("application/json, text/event-stream", "multipart/mixed, application/json"):
-        assert fastest(accept) < 2 * alone + 0.02, accept
+        assert fastest(accept) < 4 * alone + 0.05, accept
     assert graphql.statements == []
 
 
