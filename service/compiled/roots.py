@@ -9,7 +9,7 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLObjectType
 from graphql.execution.collect_fields import FieldDetails
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, Select, and_
 
 from service.compiled.entities import ENTITY_TYPES, EntityType
 from service.compiled.rows import (
@@ -27,7 +27,10 @@ from service.compiled.rows import (
     plain_builder,
     root_connection_statement,
     strawberry_python_name,
+    visible_in,
+    visible_rows,
 )
+from service.compiled.templates import StatementParts, StatementTemplates
 from service.db.models.callback import Callback
 from service.errors import BadUserInputError
 from service.graph import declarations
@@ -98,7 +101,7 @@ class RootConnectionPlan(RootPlan):
             if not self.connection.needs_page:
                 return None
             statement = root_connection_statement(self.shape, self.declaration, request, run)
-            page = page_of(list(await run.rows(statement)), request.page)
+            page = page_of(list(await run.rows(*statement)), request.page)
             await fetch_children(self.shape, run, page.rows)
             # Every row is in; the connection goes back before the response is built, so
             # under load requests hold connections only while their statements run.
@@ -209,6 +212,7 @@ class SummaryPlan(RootPlan):
             else:  # pragma: no cover - the document was validated
                 raise NotCompilableError(f"{summary_type.name}.{name}")
         self.counts = any(name in ("totalRecords", "groups") for _, name, _ in self.fields)
+        self.statements = StatementTemplates(_summary)
 
     async def resolve(self, run: Run) -> Any:
         arguments = self.arguments.values(run)
@@ -219,8 +223,8 @@ class SummaryPlan(RootPlan):
         if self.counts:
             # The caller's scope as the report's rows have it (the general path's sessions add
             # the same rule).
-            condition = and_(header.condition, run.visible(Callback))
-            rows = await run.rows(summary_statement(condition, group_by))
+            parts = (header.condition, *run.scope_parts([Callback]))
+            rows = await run.rows(*self.statements.statement(tuple(group_by), parts))
             await run.close()
             counts = gather_summary_groups(rows, group_by, header.time_period.time_zone)
         summary: dict[str, Any] = {}
@@ -234,6 +238,13 @@ class SummaryPlan(RootPlan):
             else:
                 summary[key] = detail(getattr(header, name))
         return summary
+
+
+def _summary(group_by: Any, parts: StatementParts) -> Select[Any]:
+    """The summary's statement, from its dimensions and parts (see `StatementTemplates`)."""
+    condition, *scope_parts = parts
+    visible = visible_in([Callback], scope_parts)
+    return summary_statement(and_(condition, visible(Callback)), group_by)
 
 
 class EntityLookup:
@@ -250,12 +261,21 @@ class EntityLookup:
         self.entity = entity
         self.shape = RowShape(compilation, entity)
         self.build = entity_builder(compilation, object_type, details, self.shape.root)
+        self.statements = StatementTemplates(self._statement)
+
+    def _statement(self, statics: Any, parts: StatementParts) -> Select[Any]:
+        """The row with this key, from the statement's parts (see `StatementTemplates`)."""
+        found_by_key, *scope_parts = parts
+        visible = visible_in(self.shape.scoped_models, scope_parts)
+        found = visible_rows(self.entity.model, visible, found_by_key).subquery("found")
+        # The row is found first and its relations joined to it alone (as for a page).
+        return self.shape.select_from(found, visible)
 
     async def load(self, run: Run, key: Any) -> Any:
         model = self.entity.model
-        found = run.visible_rows(model, getattr(model, self.entity.key) == key).subquery("found")
-        # The row is found first and its relations joined to it alone (as for a page).
-        rows = await run.rows(self.shape.select_from(found, run))
+        found_by_key = getattr(model, self.entity.key) == key
+        scope_parts = run.scope_parts(self.shape.scoped_models)
+        rows = await run.rows(*self.statements.statement(None, (found_by_key, *scope_parts)))
         if rows:
             await fetch_children(self.shape, run, rows)
         await run.close()  # as for a page: no connection held while building

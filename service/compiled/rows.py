@@ -40,7 +40,9 @@ from sqlalchemy import (
     String,
     and_,
     func,
+    literal,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy import Enum as SqlEnum
@@ -61,6 +63,7 @@ from service.compiled.entities import (
     ToOne,
 )
 from service.compiled.expressions import Expressions, dict_display, unless_null
+from service.compiled.templates import StatementParts, StatementTemplates
 from service.db.models import CallbackAttempt
 from service.errors import UnauthenticatedError
 from service.graph.filtering import EntityQueryDeclaration, filter_condition, sort_keys
@@ -69,12 +72,13 @@ from service.graph.pagination import (
     Page,
     PageRequest,
     SortKey,
+    beyond_cursor,
+    cut_page,
     encode_cursor_values,
     first_ranks,
     order_clauses,
     page_of,
     page_request,
-    page_statement,
     ranked_by_parent,
 )
 
@@ -87,6 +91,9 @@ Row = Sequence[Any]
 Built = TypeVar("Built")
 # What the child plans fetched for one request, by slot.
 Results = list[Any]
+# The rows of a table the caller may see, as a condition on it (`Run.visible`, or the same
+# rule read from a statement's parts).
+Visible = Callable[[type[Any]], ColumnElement[bool]]
 Builder = Callable[[Row, Results], Any]
 FieldGroups = dict[str, list[FieldDetails]]
 
@@ -191,11 +198,18 @@ class Run:
         self._connection: Any = None
         self._connection_lock = asyncio.Lock()
         self.scope = scope
+        self._visible: dict[type[Any], ColumnElement[bool]] = {}
         self.variable_values = variable_values
         self.settings = settings
         self.results: Results = [None] * slots
 
-    async def rows(self, statement: Select[Any], *, beside: bool = False) -> Sequence[Row]:
+    async def rows(
+        self,
+        statement: Select[Any],
+        values: dict[str, Any] | None = None,
+        *,
+        beside: bool = False,
+    ) -> Sequence[Row]:
         """Run a statement; its rows. `beside` runs it on a second connection, so that it
         can overlap with the statements on the first, if the pool has one free right now
         (else after them, on the first). The second is never waited for: requests that each
@@ -203,13 +217,13 @@ class Run:
         to the pool as soon as its one statement is done."""
         if beside and self._spare_connection():
             async with self._connect() as connection:
-                return (await connection.execute(statement)).all()  # type: ignore[no-any-return]
+                return (await connection.execute(statement, values)).all()  # type: ignore[no-any-return]
         # One statement at a time on the first connection, which is opened once: a count
         # that found no spare connection runs here too, between the page's statements.
         async with self._connection_lock:
             if self._connection is None:
                 self._connection = await self._connect()
-            return (await self._connection.execute(statement)).all()  # type: ignore[no-any-return]
+            return (await self._connection.execute(statement, values)).all()  # type: ignore[no-any-return]
 
     def require_principal(self) -> Principal:
         """Who the request acts for (a signed link is signed for its key)."""
@@ -231,17 +245,42 @@ class Run:
                 logger.warning("closing a database connection failed: %r", error)
             self._connection = None
 
-    def visible_rows(self, model: type[Any], *conditions: ColumnElement[bool]) -> Select[Any]:
-        """SELECT the rows of `model` that match `conditions` and that the caller may see,
-        every column as `row_columns` gives it: the source a plan cuts and joins."""
-        return select(*row_columns(model.__table__)).where(*conditions, self.visible(model))
-
     def visible(self, model: type[Any]) -> ColumnElement[bool]:
         """The rows of `model` the caller may see: the rule the ORM sessions apply, from
         the one place it is defined. Rows of to-one relations are joined without it: each
         such relation into a scoped table leaves from a row the rule admits it through (see
         `SCOPED_TABLES`)."""
         return self.scope.condition(model)
+
+    def scope_parts(self, models: Sequence[type[Any]]) -> tuple[ColumnElement[bool], ...]:
+        """The scope's condition on each of `models`, as parts of a statement template (each
+        made once per request)."""
+        conditions = []
+        for model in models:
+            condition = self._visible.get(model)
+            if condition is None:
+                condition = self._visible[model] = self.visible(model)
+            conditions.append(condition)
+        return tuple(conditions)
+
+
+def visible_rows(model: type[Any], visible: Visible, condition: ColumnElement[Any]) -> Select[Any]:
+    """SELECT the rows of `model` that match `condition` and that the caller may see, every
+    column as `row_columns` gives it: the source a plan cuts and joins."""
+    return select(*row_columns(model.__table__)).where(condition, visible(model))
+
+
+def visible_in(models: Sequence[type[Any]], scope_parts: Sequence[ColumnElement[Any]]) -> Visible:
+    """`Run.visible` as a statement's parts carry it (see `Run.scope_parts`): for `models`
+    only, so that each part is a condition the statement uses."""
+    conditions = dict(zip(models, scope_parts, strict=True))
+
+    def visible(model: type[Any]) -> ColumnElement[bool]:
+        if model not in conditions:
+            raise AssertionError(f"a statement reads {model.__name__} without its scope part")
+        return conditions[model]
+
+    return visible
 
 
 @functools.cache
@@ -402,9 +441,9 @@ class Occurrence:
         return self.joins[relation_name][1]
 
 
-# One column computed from an occurrence's selectable (e.g. a callback's attempts as an array).
-# Built per request: it may carry the request's row scope.
-AggregateColumn = Callable[[FromClause, "Run"], ColumnElement[Any]]
+# One column computed from an occurrence's selectable (e.g. a callback's attempts as an array),
+# under the row scope given.
+AggregateColumn = Callable[[FromClause, Visible], ColumnElement[Any]]
 
 
 class RowShape:
@@ -417,6 +456,11 @@ class RowShape:
         self.occurrences: list[Occurrence] = []
         self._parts: list[Occurrence | tuple[Occurrence, AggregateColumn]] = []
         self.root = self.add(entity, None, outer=False)
+        # The tables whose rows the statement reads under the row scope (to-one relations are
+        # joined without it: see `Run.visible`).
+        self.scoped_models: list[type[Any]] = [entity.model]
+        # Pages of a root connection over these rows (see root_connection_statement).
+        self.root_pages = StatementTemplates(functools.partial(_root_page, self))
 
     def add(self, entity: EntityType, alias: FromClause | None, *, outer: bool) -> Occurrence:
         occurrence = Occurrence(self, entity, alias, outer=outer)
@@ -425,13 +469,18 @@ class RowShape:
         self.width += len(occurrence.attributes)
         return occurrence
 
-    def add_aggregate(self, occurrence: Occurrence, column: AggregateColumn) -> int:
-        """A column computed over an occurrence's row; its place in the statement's rows."""
+    def add_aggregate(
+        self, occurrence: Occurrence, column: AggregateColumn, reads: type[Any]
+    ) -> int:
+        """A column computed over an occurrence's row from the rows of `reads`; its place in
+        the statement's rows."""
+        if reads not in self.scoped_models:
+            self.scoped_models.append(reads)
         self._parts.append((occurrence, column))
         self.width += 1
         return self.width - 1
 
-    def select_from(self, root: FromClause, run: Run) -> Select[Any]:
+    def select_from(self, root: FromClause, visible: Visible) -> Select[Any]:
         """SELECT every occurrence's columns (and aggregates) FROM the root joined to each
         relation."""
         columns: list[ColumnElement[Any]] = []
@@ -444,7 +493,7 @@ class RowShape:
             else:
                 occurrence, aggregate = part
                 selectable = root if occurrence.alias is None else occurrence.alias
-                columns.append(aggregate(selectable, run))
+                columns.append(aggregate(selectable, visible))
         return select(*columns).select_from(self._join(root, self.root, root))
 
     def _join(self, clause: Any, occurrence: Occurrence, selectable: FromClause) -> Any:
@@ -652,14 +701,17 @@ class AttemptsPlan(ChildPlan):
         if compilation.dialect.name == "postgresql" and not self.shape.root.joins:
             # One array of row values per callback, in the callback's own row: no statement
             # of its own. Attempts that need a relation joined keep theirs.
-            self.aggregate_index = parent.shape.add_aggregate(parent, self._aggregate)
+            self.aggregate_index = parent.shape.add_aggregate(
+                parent, self._aggregate, CallbackAttempt
+            )
         else:
             # Read only when fetched apart: the callbacks' keys, and each attempt's callback.
             self.parent_index = parent.index("callback_id")
             self.key_index = self.shape.root.index("callback_id")
             parent.children.append(self)
+            self.statements = StatementTemplates(self._statement)
 
-    def _aggregate(self, callbacks: FromClause, run: Run) -> ColumnElement[Any]:
+    def _aggregate(self, callbacks: FromClause, visible: Visible) -> ColumnElement[Any]:
         """The callback's visible attempts, oldest first, as an array of row values (NULL
         when it has none)."""
         attempts = CallbackAttempt.__table__
@@ -667,7 +719,7 @@ class AttemptsPlan(ChildPlan):
             _attempts_array(self.shape.root.attributes)
             .where(
                 attempts.c.callback_id == callbacks.c.callback_id,
-                run.visible(CallbackAttempt),
+                visible(CallbackAttempt),
             )
             .scalar_subquery()
         )
@@ -697,18 +749,22 @@ class AttemptsPlan(ChildPlan):
         keys = parent_keys(rows, self.parent_index)
         grouped: dict[Any, list[Row]] = {}
         if keys:
-            matching = run.visible_rows(
-                CallbackAttempt, CallbackAttempt.callback_id.in_(keys)
-            ).subquery("attempts")
-            attempts = await run.rows(
-                self.shape.select_from(matching, run).order_by(
-                    matching.c.attempted_at, matching.c.id
-                )
-            )
+            of_callbacks = CallbackAttempt.__table__.c.callback_id.in_(keys)
+            parts = (of_callbacks, *run.scope_parts(self.shape.scoped_models))
+            attempts = await run.rows(*self.statements.statement(None, parts))
             for attempt in attempts:
                 grouped.setdefault(attempt[self.key_index], []).append(attempt)
             await fetch_children(self.shape, run, attempts)
         run.results[self.slot] = grouped
+
+    def _statement(self, _statics: None, parts: StatementParts) -> Select[Any]:
+        """The attempts of some callbacks, oldest first, from the statement's parts."""
+        of_callbacks, *scope_parts = parts
+        visible = visible_in(self.shape.scoped_models, scope_parts)
+        matching = visible_rows(CallbackAttempt, visible, of_callbacks).subquery("attempts")
+        return self.shape.select_from(matching, visible).order_by(
+            matching.c.attempted_at, matching.c.id
+        )
 
 
 class ConnectionBuilder:
@@ -868,6 +924,9 @@ class NestedConnectionPlan(ChildPlan):
             compilation, object_type_of(field.type), details, self.shape.root
         )
         parent.children.append(self)
+        self.parent_column = getattr(source.declaration.model, source.parent_attribute)
+        self.pages = StatementTemplates(self._pages)
+        self.counts = StatementTemplates(self._counts)
 
     def builder(self) -> Builder:
         slot, parent_index, connection = self.slot, self.parent_index, self.connection
@@ -886,50 +945,92 @@ class NestedConnectionPlan(ChildPlan):
         )
         keys = parent_keys(rows, self.parent_index)
         model = declaration.model
-        parent_column = getattr(model, self.source.parent_attribute)
+        of_parents = self.parent_column.in_(keys)
         pages: dict[Any, Page] = {}
         counts: dict[Any, int] = {}
         if keys and self.connection.needs_page:
-            inner = ranked_by_parent(
-                row_columns(model.__table__),
-                parent_column,
-                keys,
-                and_(request.condition, run.visible(model)),
-                request.keys,
-                request.page,
+            beyond = beyond_cursor(request.keys, request.page)
+            parts = (
+                of_parents,
+                request.condition,
+                true() if beyond is None else beyond,
+                literal(request.page.limit + 1),
+                *run.scope_parts(self.shape.scoped_models),
             )
-            # Each parent's page cut first, then joined (see root_connection_statement).
-            page = first_ranks(select(*inner.c), inner, request.page).subquery("page")
-            children = await run.rows(self.shape.select_from(page, run).order_by(page.c.page_rank))
+            statics = (tuple(request.keys), request.page.backward)
+            children = await run.rows(*self.pages.statement(statics, parts))
             grouped: dict[Any, list[Row]] = {key: [] for key in keys}
             for child in children:
                 grouped[child[self.key_index]].append(child)
             pages = {key: page_of(group, request.page) for key, group in grouped.items()}
             await fetch_children(self.shape, run, [r for page in pages.values() for r in page.rows])
         if keys and self.connection.needs_count:
-            counted = await run.rows(
-                select(parent_column, func.count())
-                .where(parent_column.in_(keys), request.condition, run.visible(model))
-                .group_by(parent_column)
-            )
+            parts = (of_parents, request.condition, *run.scope_parts([model]))
+            counted = await run.rows(*self.counts.statement(None, parts))
             counts = {key: count for key, count in counted}
         run.results[self.slot] = (pages, counts, request.keys)
+
+    def _pages(self, statics: Any, parts: StatementParts) -> Select[Any]:
+        """Each parent's page, from the statement's statics and parts: ranked by a window
+        function, each parent's page cut first, then joined (see root_connection_statement)."""
+        keys, backward = statics
+        of_parents, condition, beyond, limit, *scope_parts = parts
+        visible = visible_in(self.shape.scoped_models, scope_parts)
+        model = self.source.declaration.model
+        inner = ranked_by_parent(
+            row_columns(model.__table__),
+            self.parent_column,
+            and_(of_parents, condition, visible(model)),
+            keys,
+            backward=backward,
+            beyond=beyond,
+        )
+        page = first_ranks(select(*inner.c), inner, limit).subquery("page")
+        return self.shape.select_from(page, visible).order_by(page.c.page_rank)
+
+    def _counts(self, _statics: None, parts: StatementParts) -> Select[Any]:
+        """Each parent's count, from the statement's parts."""
+        of_parents, condition, scope_part = parts
+        model = self.source.declaration.model
+        visible = visible_in([model], [scope_part])
+        return (
+            select(self.parent_column, func.count())
+            .where(of_parents, condition, visible(model))
+            .group_by(self.parent_column)
+        )
 
 
 def root_connection_statement(
     shape: RowShape, declaration: EntityQueryDeclaration, request: ConnectionRequest, run: Run
-) -> Select[Any]:
-    """One page of a top-level connection: the rows beyond the cursor, one extra to peek.
+) -> tuple[Select[Any], dict[str, Any]]:
+    """One page of a top-level connection: the rows beyond the cursor, one extra to peek;
+    the statement, made once per shape, and this request's values (see `StatementTemplates`)."""
+    page = request.page
+    beyond = beyond_cursor(request.keys, page)
+    parts: tuple[ColumnElement[Any], ...] = (
+        request.condition,
+        true() if beyond is None else beyond,
+        literal(page.limit + 1),
+        *run.scope_parts(shape.scoped_models),
+    )
+    statics = (declaration.model, tuple(request.keys), page.backward)
+    return shape.root_pages.statement(statics, parts)
+
+
+def _root_page(shape: RowShape, statics: Any, parts: StatementParts) -> Select[Any]:
+    """The statement of `root_connection_statement`, from its statics and parts alone.
 
     The page is cut from the root table in a subquery and the to-one relations are joined to
     its rows only: PostgreSQL then plans a join of a few dozen rows, not of the whole table
     (at 1M callbacks, 0.5 ms of planning instead of 5 ms for the report's six tables, paid
     on every request since statements are planned for their parameters)."""
-    page = page_statement(
-        run.visible_rows(declaration.model, request.condition), request.keys, request.page
-    ).subquery("page")
-    return shape.select_from(page, run).order_by(
-        *order_clauses(request.keys, backward=request.page.backward, on=page)
+    model, keys, backward = statics
+    condition, beyond, limit, *scope_parts = parts
+    visible = visible_in(shape.scoped_models, scope_parts)
+    rows = visible_rows(model, visible, condition)
+    page = cut_page(rows, keys, backward=backward, beyond=beyond, limit=limit).subquery("page")
+    return shape.select_from(page, visible).order_by(
+        *order_clauses(keys, backward=backward, on=page)
     )
 
 
@@ -942,11 +1043,21 @@ async def count_visible(
 ) -> int:
     """How many rows of the entity the caller may see match a condition."""
     model = declaration.model
-    rows = await run.rows(
-        select(func.count()).select_from(model.__table__).where(condition, run.visible(model)),
-        beside=beside,
-    )
+    statement, values = _COUNTS.statement(model, (condition, *run.scope_parts([model])))
+    rows = await run.rows(statement, values, beside=beside)
     return int(rows[0][0] or 0)
+
+
+def _count(model: Any, parts: StatementParts) -> Select[Any]:
+    condition, *scope_parts = parts
+    return (
+        select(func.count())
+        .select_from(model.__table__)
+        .where(condition, visible_in([model], scope_parts)(model))
+    )
+
+
+_COUNTS = StatementTemplates(_count)
 
 
 async def page_and_count(

@@ -202,40 +202,61 @@ def page_statement(
 ) -> Select[Any]:
     """One page of a filtered statement: the rows beyond the cursor, in order, one extra to
     peek at whether more follow."""
-    if request.cursor_values is not None:
-        statement = statement.where(
-            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
-        )
-    statement = statement.order_by(*order_clauses(keys, backward=request.backward))
-    return statement.limit(request.limit + 1)
+    beyond = beyond_cursor(keys, request)
+    return cut_page(
+        statement, keys, backward=request.backward, beyond=beyond, limit=request.limit + 1
+    )
+
+
+def cut_page(
+    statement: Select[Any],
+    keys: Sequence[SortKey],
+    *,
+    backward: bool,
+    beyond: ColumnElement[Any] | None,
+    limit: int | ColumnElement[Any],
+) -> Select[Any]:
+    """`statement`'s rows `beyond` a cursor (if given), in the order, `limit` of them."""
+    if beyond is not None:
+        statement = statement.where(beyond)
+    return statement.order_by(*order_clauses(keys, backward=backward)).limit(limit)
 
 
 def ranked_by_parent(
     columns: Sequence[Any],
     parent_column: SqlColumn,
-    parent_keys: Sequence[Any],
-    condition: ColumnElement[bool],
+    condition: ColumnElement[Any],
     keys: Sequence[SortKey],
-    request: PageRequest,
+    *,
+    backward: bool,
+    beyond: ColumnElement[Any] | None,
 ) -> Subquery:
-    """The parents' rows beyond the cursor, each ranked (`page_rank`) within its parent in
-    the page's order; `first_ranks` keeps one page per parent."""
+    """The rows under `condition` (which names the parents) `beyond` the cursor (if given),
+    each ranked (`page_rank`) within its parent in the page's order; `first_ranks` keeps one
+    page per parent."""
     ranked = select(
         *columns,
         func.row_number()
-        .over(partition_by=parent_column, order_by=order_clauses(keys, backward=request.backward))
+        .over(partition_by=parent_column, order_by=order_clauses(keys, backward=backward))
         .label("page_rank"),
-    ).where(parent_column.in_(parent_keys), condition)
-    if request.cursor_values is not None:
-        ranked = ranked.where(
-            after_cursor_condition(keys, request.cursor_values, backward=request.backward)
-        )
+    ).where(condition)
+    if beyond is not None:
+        ranked = ranked.where(beyond)
     return ranked.subquery()
 
 
-def first_ranks(statement: Select[Any], ranked: Subquery, request: PageRequest) -> Select[Any]:
-    """`statement` over a `ranked_by_parent` subquery, kept to each parent's page (+1)."""
-    return statement.where(ranked.c.page_rank <= request.limit + 1).order_by(ranked.c.page_rank)
+def first_ranks(
+    statement: Select[Any], ranked: Subquery, limit: int | ColumnElement[Any]
+) -> Select[Any]:
+    """`statement` over a `ranked_by_parent` subquery, kept to `limit` rows per parent."""
+    return statement.where(ranked.c.page_rank <= limit).order_by(ranked.c.page_rank)
+
+
+def beyond_cursor(keys: Sequence[SortKey], request: PageRequest) -> ColumnElement[bool] | None:
+    """The rows after (or before) the request's cursor, if it has one."""
+    if request.cursor_values is None:
+        return None
+    return after_cursor_condition(keys, request.cursor_values, backward=request.backward)
 
 
 async def fetch_page(
@@ -257,8 +278,15 @@ async def fetch_pages_by_parent(
 ) -> dict[Any, Page]:
     """One page per parent in one statement: rank each parent's rows, keep the first N (+1)."""
     parent_column = getattr(entity, parent_attribute)
-    inner = ranked_by_parent([entity], parent_column, parent_keys, condition, keys, request)
-    statement = first_ranks(select(aliased(entity, inner)), inner, request)
+    inner = ranked_by_parent(
+        [entity],
+        parent_column,
+        and_(parent_column.in_(parent_keys), condition),
+        keys,
+        backward=request.backward,
+        beyond=beyond_cursor(keys, request),
+    )
+    statement = first_ranks(select(aliased(entity, inner)), inner, request.limit + 1)
     grouped: dict[Any, list[Any]] = {key: [] for key in parent_keys}
     for row in (await session.execute(statement)).all():
         grouped[getattr(row[0], parent_attribute)].append(row)
