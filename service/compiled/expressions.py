@@ -1,8 +1,8 @@
 """Response objects as Python expressions, compiled once per plan.
 
 A plan's node objects are built by one generated function each: a dict display whose values
-index the statement's row directly (`{"callbackId": row[0], "creationTime":
-row[8].isoformat(), ...}`), with nested to-one objects inlined. Calling one closure per field
+index the statement's row directly (`{"callbackId": row[0], "creationTime": row[8], ...}`),
+with nested to-one objects inlined. Calling one closure per field
 per row, as a tree of builders does, costs several times more for the same dict.
 """
 
