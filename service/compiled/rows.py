@@ -53,6 +53,7 @@ from strawberry.types.arguments import convert_arguments
 
 from service.auth.api_keys import Principal
 from service.auth.row_scope import RowScope
+from service.compiled.arguments import Converter, argument_converters
 from service.compiled.entities import (
     ENTITY_TYPES,
     Attempts,
@@ -155,7 +156,9 @@ class Compilation:
 
     def arguments(self, field: GraphQLField, details: list[FieldDetails]) -> FieldArguments:
         """The field's arguments, read at run time (they may come from variables)."""
-        return FieldArguments(field, details[0].node, self.strawberry_schema)
+        definition = field.extensions["strawberry-definition"]
+        convert = argument_converters(self.strawberry_schema).field(definition.arguments)
+        return FieldArguments(field, details[0].node, self.strawberry_schema, convert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +166,15 @@ class FieldArguments:
     field: GraphQLField
     node: FieldNode
     strawberry_schema: strawberry.Schema
+    # Made for the field's argument types (see service.compiled.arguments); None leaves the
+    # conversion to Strawberry.
+    convert: Converter | None
 
     def values(self, run: Run) -> dict[str, Any]:
         """The arguments as the field's resolver would get them, by Python name."""
         raw = get_argument_values(self.field, self.node, run.variable_values)
+        if self.convert is not None:
+            return self.convert(raw)  # type: ignore[no-any-return]
         definition = self.field.extensions["strawberry-definition"]
         return convert_arguments(
             raw,

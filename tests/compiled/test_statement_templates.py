@@ -17,15 +17,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from graphql.execution.values import get_argument_values
 from sqlalchemy import Select, func, literal, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
 from starlette.testclient import TestClient
+from strawberry.types.arguments import convert_arguments
 
 from service.app import create_app
 from service.auth.api_keys import create_api_key
+from service.compiled.rows import FieldArguments
 from service.compiled.templates import StatementParts, StatementTemplates
 from service.db.engines import create_engine
 from service.db.models import Callback
@@ -435,3 +438,44 @@ def test_a_build_that_copies_its_parameters_is_made_for_every_request(
     assert "did not keep its parts' parameters" in caplog.text
     # The attempt at a template, then each request's own.
     assert counts.made == 1 + len(agents)
+
+
+def test_arguments_convert_to_what_strawberry_makes_of_them(
+    keyed_paths: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every field's arguments, converted by the compiled path's converters and by
+    # Strawberry's own function, for the varied requests of the test above.
+    compiled, _general, keys, agents, rows = keyed_paths
+    compared: dict[str, int] = {}
+    values = FieldArguments.values
+
+    def both(self: FieldArguments, run: Any) -> dict[str, Any]:
+        converted = values(self, run)
+        assert self.convert is not None, self.field
+        raw = get_argument_values(self.field, self.node, run.variable_values)
+        definition = self.field.extensions["strawberry-definition"]
+        expected = convert_arguments(
+            raw,
+            definition.arguments,
+            scalar_registry=self.strawberry_schema.schema_converter.scalar_registry,
+            config=self.strawberry_schema.config,
+        )
+        assert converted == expected
+        assert [type(value) for value in converted.values()] == [
+            type(value) for value in expected.values()
+        ]
+        compared[self.node.name.value] = compared.get(self.node.name.value, 0) + 1
+        return converted
+
+    monkeypatch.setattr(FieldArguments, "values", both)
+    requests = Requests(random.Random(7), agents, rows)
+    headers = {"Authorization": f"Bearer {keys['admin']}"}
+    for _ in range(120):
+        document, variables = requests.next()
+        body = compiled.post(
+            "/graphql", json={"query": document, "variables": variables}, headers=headers
+        ).json()
+        requests.remember(document, body)
+    # Nested and/or/not filters, lists of enums, orders, periods, filters, pages, lookups.
+    assert set(compared) >= {"callbacksScheduledDetails", "rows", "callbacks", "callback"}
+    assert sum(compared.values()) > 200, compared
