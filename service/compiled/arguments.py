@@ -53,6 +53,7 @@ class ArgumentConverters:
     def field(self, arguments: Sequence[StrawberryArgument]) -> Converter | None:
         """A converter of a field's raw argument values (by GraphQL name) to its resolver's
         keyword arguments (by Python name), or None to leave them to Strawberry."""
+        made_before = dict(self._objects)
         try:
             converters = [
                 (
@@ -63,6 +64,8 @@ class ArgumentConverters:
                 for argument in arguments
             ]
         except UnsupportedArgumentError:
+            # Converters made on the way may refer to an unfinished one: none is kept.
+            self._objects = made_before
             return None
 
         def convert(raw: dict[str, Any]) -> dict[str, Any]:

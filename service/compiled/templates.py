@@ -53,7 +53,13 @@ class StatementTemplates:
                 return self._make(statics, parts), {}
             shape.append(cache_key.key)
             bound.extend(cache_key.bindparams)
-        key = (statics, tuple(shape))
+        # A parameter object in two parts is one value (and one name) in the template: the
+        # parts' own cache keys cannot show that, so the key says where objects repeat.
+        positions: dict[int, int] = {}
+        repeats = tuple(
+            positions.setdefault(id(parameter), number) for number, parameter in enumerate(bound)
+        )
+        key = (statics, tuple(shape), repeats if len(positions) < len(bound) else None)
         if key in self._templates:
             self._templates.move_to_end(key)
             template = self._templates[key]
@@ -74,7 +80,9 @@ class StatementTemplates:
     ) -> Select[Any] | None:
         """The statement made from the parts with their parameters named by position; None
         if the build did not keep every one of them (it is then made for every request)."""
-        names = {id(parameter): _parameter_name(number) for number, parameter in enumerate(bound)}
+        names: dict[int, str] = {}
+        for number, parameter in enumerate(bound):
+            names.setdefault(id(parameter), _parameter_name(number))
 
         def renamed(element: Any, **_options: Any) -> Any:
             if isinstance(element, BindParameter) and id(element) in names:

@@ -9,9 +9,12 @@ along with the pages. A fixed seed keeps the run the same every time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from graphql import (
@@ -36,10 +39,13 @@ from graphql import (
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import URL
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.db.engines import create_engine
+from service.db.models import Callback
 from service.schema import create_schema
 from service.settings import Settings
 from tests.graphql_client import SEED_AS_OF
@@ -197,13 +203,23 @@ def two_paths(
         "service.reports.callbacks_scheduled_details.query.utc_now", lambda: SEED_AS_OF
     )
 
+    with both_paths(seeded_database_url, open_without_keys=True) as paths:
+        yield paths
+
+
+@contextlib.contextmanager
+def both_paths(
+    database_url: URL, *, open_without_keys: bool
+) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two apps on the same data: one with the compiled path, one without."""
+
     def app(compiled: bool) -> Any:
         return create_app(
             Settings(
-                database_url=seeded_database_url,
+                database_url=database_url,
                 max_page_size=40,
                 expiry_sweep_seconds=0,
-                open_without_keys=True,
+                open_without_keys=open_without_keys,
                 api_key_cache_seconds=3600,
                 compiled_execution=compiled,
                 # One secret for both: a report's csvUrl must come out the same on each.
@@ -287,6 +303,35 @@ SUMMARIES = [
     """{ callbacksScheduledSummary(timePeriod: {timeZone: "Mars/Olympus"},
           groupBy: [CAMPAIGN]) { totalRecords } }""",
 ]
+
+
+def test_local_times_with_an_offset_in_seconds_are_written_as_isoformat_writes_them(
+    two_paths: tuple[TestClient, TestClient], seeded_database_url: URL
+) -> None:
+    # Liberia kept -00:44:30 until 1972: a creation hour there has an offset in seconds,
+    # which orjson would round to minutes (a different instant), so local times are written
+    # by isoformat() on the compiled path too.
+    async def add_an_old_callback() -> None:
+        engine = create_engine(seeded_database_url)
+        try:
+            async with engine.begin() as connection:
+                callbacks = cast(Table, Callback.__table__)
+                row = (await connection.execute(select(callbacks).limit(1))).mappings().one()
+                old = dict(row, callback_id="CB-1970", call_id="CALL-1970")
+                old["created_at"] = dt.datetime(1970, 6, 1, 12, tzinfo=dt.UTC)
+                await connection.execute(insert(callbacks).values(old))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_an_old_callback())
+    body = assert_same_answer(
+        two_paths,
+        """{ callbacksScheduledSummary(groupBy: [CREATION_HOUR], timePeriod: {
+              from: "1970-05-20", to: "1970-06-10", timeZone: "Africa/Monrovia"}) {
+            timePeriod { from to } groups { creationHour count } } }""",
+    )
+    summary = body["data"]["callbacksScheduledSummary"]
+    assert summary["groups"] == [{"creationHour": "1970-06-01T11:00:00-00:44:30", "count": 1}]
 
 
 @pytest.mark.parametrize("query", SUMMARIES)

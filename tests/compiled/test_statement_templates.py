@@ -23,18 +23,15 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
-from starlette.testclient import TestClient
 from strawberry.types.arguments import convert_arguments
 
-from service.app import create_app
 from service.auth.api_keys import create_api_key
 from service.compiled.rows import FieldArguments
 from service.compiled.templates import StatementParts, StatementTemplates
 from service.db.engines import create_engine
 from service.db.models import Callback
 from service.db.models.api_key import Role
-from service.settings import Settings
-from tests.compiled.test_differential import SIGNING_SECRET, _without_request_ids
+from tests.compiled.test_differential import _without_request_ids, both_paths
 from tests.graphql_client import SEED_AS_OF, on_database
 
 REPORT = """
@@ -234,22 +231,7 @@ def keyed_paths(seeded_database_url: URL, monkeypatch: pytest.MonkeyPatch) -> It
 
     keys = on_database(seeded_database_url, issue)
 
-    def app(compiled: bool) -> Any:
-        return create_app(
-            Settings(
-                database_url=seeded_database_url,
-                max_page_size=40,
-                expiry_sweep_seconds=0,
-                api_key_cache_seconds=3600,
-                compiled_execution=compiled,
-                url_signing_secret=SIGNING_SECRET,
-            )
-        )
-
-    with (
-        TestClient(app(True), raise_server_exceptions=False) as compiled,
-        TestClient(app(False), raise_server_exceptions=False) as general,
-    ):
+    with both_paths(seeded_database_url, open_without_keys=False) as (compiled, general):
         yield compiled, general, keys, agents, rows
 
 
@@ -479,3 +461,25 @@ def test_arguments_convert_to_what_strawberry_makes_of_them(
     # Nested and/or/not filters, lists of enums, orders, periods, filters, pages, lookups.
     assert set(compared) >= {"callbacksScheduledDetails", "rows", "callbacks", "callback"}
     assert sum(compared.values()) > 200, compared
+
+
+def test_a_parameter_shared_by_two_parts_is_not_taken_for_two(seeded_database_url: URL) -> None:
+    # The same parameter object in both parts: its template has one name for both places,
+    # so it must not answer requests whose two values differ.
+    def between(statics: Any, parts: StatementParts) -> Select[Any]:
+        return select(func.count()).select_from(Callback.__table__).where(*parts)
+
+    counts = StatementTemplates(between)
+    table = Callback.__table__.c
+    jobs = sorted({row.job_id for row in _sql(seeded_database_url, "SELECT job_id FROM callback")})
+    shared = literal(jobs[0])
+    for low, high in ((shared, shared), (literal(jobs[0]), literal(jobs[5]))):
+        statement, values = counts.statement(None, (table.job_id >= low, table.job_id <= high))
+        (got,) = _sql(seeded_database_url, statement, values)
+        (expected,) = _sql(
+            seeded_database_url,
+            "SELECT count(*) FROM callback WHERE job_id BETWEEN :low AND :high",
+            {"low": low.value, "high": high.value},
+        )
+        assert got == expected
+    assert counts.made == 2
