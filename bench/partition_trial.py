@@ -443,16 +443,15 @@ def main() -> None:
     Path(arguments.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {arguments.json}")
     if arguments.explain_dir:
-        directory = Path(arguments.explain_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        for kind, item in result["requests"].items():
-            for variant, statements in item["by"].items():
-                for index, statement in enumerate(statements):
-                    label = statement["label"].split()[0]
-                    (directory / f"{kind}-{variant}-{index}-{label}.txt").write_text(
-                        f"-- {item['title']} on {variant}\n{statement['sql']}\n-- parameters: "
-                        f"{statement['parameters']}\n\n{statement['plan_text']}\n"
-                    )
+        scale.write_plan_texts(
+            Path(arguments.explain_dir),
+            (
+                (f"{kind}-{variant}-{index}", f"{item['title']} on {variant}", statement)
+                for kind, item in result["requests"].items()
+                for variant, statements in item["by"].items()
+                for index, statement in enumerate(statements)
+            ),
+        )
 
 
 def print_attempts(result: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,16 +432,28 @@ def main() -> None:
     Path(arguments.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {arguments.json}")
     if arguments.explain_dir:
-        directory = Path(arguments.explain_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        for kind, item in result["requests"].items():
-            for name, entry in item["by"].items():
-                for index, statement in enumerate(entry["statements"]):
-                    path = directory / f"{kind}-{name}-{index}-{statement['label'].split()[0]}.txt"
-                    path.write_text(
-                        f"-- {entry['title']} on {name}\n{statement['sql']}\n-- parameters: "
-                        f"{statement['parameters']}\n\n{statement['plan_text']}\n"
-                    )
+        write_plan_texts(
+            Path(arguments.explain_dir),
+            (
+                (f"{kind}-{name}-{index}", f"{entry['title']} on {name}", statement)
+                for kind, item in result["requests"].items()
+                for name, entry in item["by"].items()
+                for index, statement in enumerate(entry["statements"])
+            ),
+        )
+
+
+def write_plan_texts(
+    directory: Path, statements: Iterable[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Each statement's SQL, parameters and plan in a file of its own in `directory`, from
+    (file name stem, title, statement as the results hold it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, title, statement in statements:
+        (directory / f"{stem}-{statement['label'].split()[0]}.txt").write_text(
+            f"-- {title}\n{statement['sql']}\n-- parameters: {statement['parameters']}\n\n"
+            f"{statement['plan_text']}\n"
+        )
 
 
 if __name__ == "__main__":

@@ -116,6 +116,15 @@ class ArgumentConverters:
         definition = type_.__strawberry_definition__  # type: ignore[attr-defined]
         if definition.from_input is not None:
             raise UnsupportedArgumentError(f"{type_.__name__} builds its own value")
+        # Fields without a default of their own are None unless given (graphql-core has
+        # checked that the required ones are).
+        defaults = {
+            field.python_name: None
+            for field in definition.fields
+            if definition.is_input
+            and field.default_value is MISSING
+            and field.default_factory is MISSING
+        }
         fields: list[tuple[str, str, Converter]] = []
 
         def convert(value: Mapping[str, Any]) -> Any:
@@ -125,24 +134,13 @@ class ArgumentConverters:
                     keywords[python_name] = convert_field(value[name])
             return type_(**keywords)
 
+        # Kept before its fields are made, for the fields that contain it; `field` drops it
+        # again if one of them cannot be converted here.
         self._objects[type_] = made = _unless_missing(convert)
-        # Fields without a default of their own are None unless given (graphql-core has
-        # checked that the required ones are).
-        defaults = {
-            field.python_name: None
-            for field in definition.fields
-            if field.default_value is MISSING and field.default_factory is MISSING
-        }
-        if not definition.is_input:
-            defaults = {}
-        try:
-            for field in definition.fields:
-                field_type = field.resolve_type(type_definition=definition)
-                name = self.config.name_converter.from_field(field)
-                fields.append((name, field.python_name, self.value(field_type)))
-        except UnsupportedArgumentError:
-            del self._objects[type_]
-            raise
+        for field in definition.fields:
+            field_type = field.resolve_type(type_definition=definition)
+            name = self.config.name_converter.from_field(field)
+            fields.append((name, field.python_name, self.value(field_type)))
         return made
 
 

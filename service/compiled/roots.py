@@ -122,6 +122,59 @@ class RootConnectionPlan(RootPlan):
         return connection, total
 
 
+# How a plan makes the detail of a field it fills in itself: from the schema field and its nodes.
+PlannedField = Callable[[GraphQLField, list[FieldDetails]], Any]
+
+
+def _nothing_to_plan(_field: GraphQLField, _details: list[FieldDetails]) -> None:
+    return None
+
+
+class HeaderObject:
+    """The selected fields of an object answered from a report's header (the report, the
+    summary): `__typename`, the header's own fields (plain values, built without resolvers),
+    and the fields the plan fills in, each with the detail `planned[name]` made for it."""
+
+    def __init__(
+        self,
+        compilation: Compilation,
+        object_type: GraphQLObjectType,
+        details: list[FieldDetails],
+        planned: dict[str, PlannedField],
+    ) -> None:
+        self.planned = planned
+        # (response key, field name, detail): for the header's fields, the Python name and
+        # the value's builder.
+        self.fields: list[tuple[str, str, Any]] = []
+        for key, name, field_details in compilation.selections(object_type, details):
+            if name == "__typename":
+                self.fields.append((key, name, object_type.name))
+                continue
+            field = object_type.fields[name]
+            if name in planned:
+                self.fields.append((key, name, planned[name](field, field_details)))
+            else:
+                header = plain_builder(compilation, field.type, field_details)
+                self.fields.append((key, strawberry_python_name(field), header))
+
+    def selects(self, *names: str) -> bool:
+        """Whether any of these fields is selected."""
+        return any(name in names for _, name, _ in self.fields)
+
+    def build(self, header: Any, planned: Callable[[str, str, Any], Any]) -> dict[str, Any]:
+        """The object: the header's fields from `header`, the others from `planned(response
+        key, field name, detail)`."""
+        built: dict[str, Any] = {}
+        for key, name, detail in self.fields:
+            if name == "__typename":
+                built[key] = detail
+            elif name in self.planned:
+                built[key] = planned(key, name, detail)
+            else:
+                built[key] = detail(getattr(header, name))
+        return built
+
+
 class ReportPlan(RootPlan):
     """`callbacksScheduledDetails`: the header from the arguments, the rows and the total from
     the condition they share."""
@@ -130,23 +183,16 @@ class ReportPlan(RootPlan):
         self, compilation: Compilation, field: GraphQLField, details: list[FieldDetails]
     ) -> None:
         self.arguments = compilation.arguments(field, details)
-        report_type = object_type_of(field.type)
-        self.fields: list[tuple[str, str, Any]] = []
-        for key, name, field_details in compilation.selections(report_type, details):
-            if name == "__typename":
-                self.fields.append((key, name, report_type.name))
-            elif name == "rows":
-                rows = RootConnectionPlan(
-                    compilation, declarations.CALLBACK, report_type.fields[name], field_details
-                )
-                self.fields.append((key, name, rows))
-            elif name in ("totalRecords", "csvUrl"):
-                self.fields.append((key, name, None))
-            else:
-                report_field = report_type.fields[name]
-                python_name = strawberry_python_name(report_field)
-                header = plain_builder(compilation, report_field.type, field_details)
-                self.fields.append((key, python_name, header))
+
+        def rows(rows_field: GraphQLField, rows_details: list[FieldDetails]) -> RootConnectionPlan:
+            return RootConnectionPlan(compilation, declarations.CALLBACK, rows_field, rows_details)
+
+        self.report = HeaderObject(
+            compilation,
+            object_type_of(field.type),
+            details,
+            {"rows": rows, "totalRecords": _nothing_to_plan, "csvUrl": _nothing_to_plan},
+        )
 
     async def resolve(self, run: Run) -> Any:
         arguments = self.arguments.values(run)
@@ -157,34 +203,30 @@ class ReportPlan(RootPlan):
 
         # The total runs beside the first page of rows: they share the report's condition.
         total: int | None = None
-        wants_total = any(name == "totalRecords" for _, name, _ in self.fields)
-        values: dict[str, Any] = {}
-        for key, name, detail in self.fields:
+        wants_total = self.report.selects("totalRecords")
+        pages: dict[str, Any] = {}
+        for key, name, detail in self.report.fields:
             if name == "rows":
                 beside = count_records if wants_total and total is None else None
-                values[key], counted = await detail.page_with_count(run, header.condition, beside)
+                pages[key], counted = await detail.page_with_count(run, header.condition, beside)
                 if beside is not None:
                     total = counted
         if wants_total and total is None:
             total = await count_records(False)
-        report: dict[str, Any] = {}
-        for key, name, detail in self.fields:
-            if name == "__typename":
-                report[key] = detail
-            elif name == "rows":
-                report[key] = values[key]
-            elif name == "totalRecords":
-                report[key] = total
-            elif name == "csvUrl":
-                report[key] = signed_csv_path(
-                    header.csv_parameters,
-                    principal=run.require_principal(),
-                    settings=run.settings,
-                    now=header.query_time,
-                )
-            else:
-                report[key] = detail(getattr(header, name))
-        return report
+
+        def planned(key: str, name: str, _detail: Any) -> Any:
+            if name == "rows":
+                return pages[key]
+            if name == "totalRecords":
+                return total
+            return signed_csv_path(
+                header.csv_parameters,
+                principal=run.require_principal(),
+                settings=run.settings,
+                now=header.query_time,
+            )
+
+        return self.report.build(header, planned)
 
 
 class SummaryPlan(RootPlan):
@@ -195,23 +237,17 @@ class SummaryPlan(RootPlan):
         self, compilation: Compilation, field: GraphQLField, details: list[FieldDetails]
     ) -> None:
         self.arguments = compilation.arguments(field, details)
-        summary_type = object_type_of(field.type)
-        self.fields: list[tuple[str, str, Any]] = []
-        for key, name, field_details in compilation.selections(summary_type, details):
-            summary_field = summary_type.fields.get(name)
-            if name == "__typename":
-                self.fields.append((key, name, summary_type.name))
-            elif name == "totalRecords":
-                self.fields.append((key, name, None))
-            elif name == "groups" and summary_field is not None:
-                groups = plain_builder(compilation, summary_field.type, field_details)
-                self.fields.append((key, name, groups))
-            elif summary_field is not None:
-                header = plain_builder(compilation, summary_field.type, field_details)
-                self.fields.append((key, strawberry_python_name(summary_field), header))
-            else:  # pragma: no cover - the document was validated
-                raise NotCompilableError(f"{summary_type.name}.{name}")
-        self.counts = any(name in ("totalRecords", "groups") for _, name, _ in self.fields)
+
+        def groups(groups_field: GraphQLField, groups_details: list[FieldDetails]) -> Any:
+            return plain_builder(compilation, groups_field.type, groups_details)
+
+        self.summary = HeaderObject(
+            compilation,
+            object_type_of(field.type),
+            details,
+            {"totalRecords": _nothing_to_plan, "groups": groups},
+        )
+        self.counts = self.summary.selects("totalRecords", "groups")
         self.statements = StatementTemplates(_summary)
 
     async def resolve(self, run: Run) -> Any:
@@ -227,17 +263,13 @@ class SummaryPlan(RootPlan):
             rows = await run.rows(*self.statements.statement(tuple(group_by), parts))
             await run.close()
             counts = gather_summary_groups(rows, group_by, header.time_period.time_zone)
-        summary: dict[str, Any] = {}
-        for key, name, detail in self.fields:
-            if name == "__typename":
-                summary[key] = detail
-            elif name == "totalRecords":
-                summary[key] = counts.total if counts is not None else None
-            elif name == "groups":
-                summary[key] = detail(counts.groups if counts is not None else None)
-            else:
-                summary[key] = detail(getattr(header, name))
-        return summary
+
+        def planned(_key: str, name: str, detail: Any) -> Any:
+            if name == "totalRecords":
+                return counts.total if counts is not None else None
+            return detail(counts.groups if counts is not None else None)
+
+        return self.summary.build(header, planned)
 
 
 def _summary(group_by: Any, parts: StatementParts) -> Select[Any]:

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL
@@ -36,6 +36,9 @@ from service import metrics
 from service.db.engines import create_engine, create_session_maker
 from service.errors import is_database_unavailable, is_recovery_conflict
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +221,11 @@ class Replicas:
         if not self.replicas or wrote_recently or self._is_writing(writer):
             return self.primary
         return self._replica_in_turn()
+
+    def client_wrote(self, connection: HTTPConnection) -> bool:
+        """Whether a request says its client wrote recently: it carries the cookie a
+        mutation's response sets (`WROTE_COOKIE`). Not looked for without replicas."""
+        return bool(self.replicas) and WROTE_COOKIE in connection.cookies
 
     def wrote_cookie(self) -> dict[str, Any] | None:
         """The arguments of `Response.set_cookie` for the response to a mutation; None

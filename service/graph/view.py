@@ -39,7 +39,6 @@ from strawberry.types.unset import UNSET, UnsetType
 from service.auth.callers import Caller
 from service.auth.http import authenticated_principal, is_proxied
 from service.auth.rate_limits import RateLimiter
-from service.db.replicas import WROTE_COOKIE
 from service.errors import RETRY_AFTER_SECONDS, RateLimitedError, UnauthenticatedError
 from service.graph.context import Context
 from service.graph.fanout import SUBSCRIPTION_SOCKET, SubscriptionSocket, deliver_handed_over
@@ -250,7 +249,7 @@ class PomreportGraphQL(GraphQL[Context, None]):
             ),
             is_websocket=isinstance(request, WebSocket),
             client_address=request.client.host if request.client else None,
-            wrote_recently=WROTE_COOKIE in request.cookies,
+            wrote_recently=state.replicas.client_wrote(request),
         )
 
     async def execute_single(

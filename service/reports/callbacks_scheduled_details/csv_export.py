@@ -38,7 +38,7 @@ from service.auth.signed_links import verify_link
 from service.clock import utc_now
 from service.db.models.callback import Callback, CallbackType, created_for
 from service.db.models.campaign import Campaign, CampaignType, campaign_display_name
-from service.db.replicas import WROTE_COOKIE, Replicas
+from service.db.replicas import Replicas
 from service.errors import (
     RETRY_AFTER_SECONDS,
     BadUserInputError,
@@ -116,7 +116,7 @@ async def download_csv(request: Request) -> Response:
     replicas: Replicas = state.replicas
     client = request.client.host if request.client else None
     target = replicas.target(
-        writer_key(principal, client), wrote_recently=WROTE_COOKIE in request.cookies
+        writer_key(principal, client), wrote_recently=replicas.client_wrote(request)
     )
     try:
         try:
